@@ -1,0 +1,63 @@
+"""Process settings, read from the environment (and an optional ``.env`` file).
+
+Names follow livekit-agents (``LIVEKIT_URL``, ``LIVEKIT_API_KEY``, ``LIVEKIT_API_SECRET``) and each
+provider's own SDK (``OPENAI_API_KEY``, ``DEEPGRAM_API_KEY``, ``ELEVEN_API_KEY``). The ``*_BASE_URL``
+variables point the real plugins at another endpoint, such as the devstack's emulators. Every
+variable is listed in the README; ``tests/test_settings.py`` keeps that list in sync.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["WorkerSettings"]
+
+
+class WorkerSettings(BaseSettings):
+    """Everything the worker reads from its environment."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", populate_by_name=True)
+
+    livekit_url: str = Field("ws://127.0.0.1:7880", alias="LIVEKIT_URL")
+    """WebSocket URL of the LiveKit server (or LiveKit Cloud project)."""
+    livekit_api_key: str = Field("devkey", alias="LIVEKIT_API_KEY")
+    livekit_api_secret: SecretStr = Field(SecretStr("secret"), alias="LIVEKIT_API_SECRET")
+
+    agent_name: str = Field("convoi", alias="CONVOI_AGENT_NAME", min_length=1)
+    """The name this worker registers for explicit dispatch (CreateAgentDispatch agent_name)."""
+    config_dir: Path = Field(Path("agents_config"), alias="CONVOI_CONFIG_DIR")
+    """Folder of agent, squad, phone number, knowledge base and price definitions."""
+    log_format: Literal["json", "text"] = Field("json", alias="CONVOI_LOG_FORMAT")
+    """``start`` logs JSON lines by default; ``dev`` and ``console`` log text."""
+    health_port: int = Field(8081, alias="CONVOI_HEALTH_PORT", ge=0, le=65535)
+    """Port of the worker's HTTP health endpoint (``GET /``) in ``start`` mode; 0 picks a free one."""
+    num_idle_processes: int | None = Field(None, alias="CONVOI_NUM_IDLE_PROCESSES", ge=0, le=32)
+    """Job processes kept warm; default is livekit-agents' (one per CPU, at most 4)."""
+    max_retry: int = Field(16, alias="CONVOI_MAX_RETRY", ge=0, le=100)
+    """How many times the worker retries connecting to LiveKit before exiting non-zero."""
+
+    openai_api_key: SecretStr | None = Field(None, alias="OPENAI_API_KEY")
+    openai_base_url: str | None = Field(None, alias="OPENAI_BASE_URL")
+    """Chat-completions root, e.g. ``https://api.openai.com/v1`` (the default when unset)."""
+    deepgram_api_key: SecretStr | None = Field(None, alias="DEEPGRAM_API_KEY")
+    deepgram_base_url: str | None = Field(None, alias="DEEPGRAM_BASE_URL")
+    """Full live-transcription URL, e.g. ``wss://api.deepgram.com/v1/listen`` (default when unset)."""
+    eleven_api_key: SecretStr | None = Field(None, alias="ELEVEN_API_KEY")
+    eleven_base_url: str | None = Field(None, alias="ELEVEN_BASE_URL")
+    """ElevenLabs API root, e.g. ``https://api.elevenlabs.io/v1`` (default when unset)."""
+
+    def missing_provider_keys(self) -> list[str]:
+        """Names of provider key variables that are unset (a call cannot run without them)."""
+        return [
+            name
+            for name, value in (
+                ("OPENAI_API_KEY", self.openai_api_key),
+                ("DEEPGRAM_API_KEY", self.deepgram_api_key),
+                ("ELEVEN_API_KEY", self.eleven_api_key),
+            )
+            if value is None or not value.get_secret_value()
+        ]

@@ -1,0 +1,63 @@
+"""The per-call voice agent: instructions, pipeline and greeting of one effective agent."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from livekit.agents import Agent, RunContext, function_tool
+
+from convoi.callspec import EffectiveAgent
+from convoi.worker.log import logger
+from convoi.worker.state import CallState
+
+__all__ = ["OPENER_INSTRUCTIONS", "ConvoiAgent"]
+
+OPENER_INSTRUCTIONS = (
+    "The call has just connected. Greet the person warmly in one short sentence and ask how you "
+    "can help."
+)
+"""What the LLM is asked to do when the agent has no first_message."""
+
+
+class ConvoiAgent(Agent):
+    """One effective agent running in an AgentSession.
+
+    On entering the session it speaks its rendered first_message, or asks the LLM for an opener
+    when there is none.
+    """
+
+    def __init__(
+        self,
+        effective: EffectiveAgent,
+        *,
+        stt: Any = None,
+        llm: Any = None,
+        tts: Any = None,
+        tools: list[Any] | None = None,
+    ) -> None:
+        built_in = [self.end_call] if "end_call" in effective.agent.tools else []
+        super().__init__(
+            instructions=effective.instructions,
+            stt=stt,
+            llm=llm,
+            tts=tts,
+            tools=[*built_in, *(tools or [])],
+            id=effective.key,
+        )
+        self.effective = effective
+
+    async def on_enter(self) -> None:
+        greeting = self.effective.greeting
+        if greeting:
+            self.session.say(greeting, allow_interruptions=False, add_to_chat_ctx=True)
+        else:
+            self.session.generate_reply(instructions=OPENER_INSTRUCTIONS)
+
+    @function_tool
+    async def end_call(self, context: RunContext[CallState]) -> None:
+        """End the call. Use it only after the caller says goodbye or clearly has nothing else,
+        and after you have said goodbye yourself."""
+        logger.info("agent ended the call", extra={"agent": self.effective.key})
+        context.userdata.ended_reason = "agent_hangup"
+        await context.wait_for_playout()
+        context.session.shutdown(drain=True)

@@ -1,0 +1,144 @@
+"""The job entrypoint: one dispatched job = one call.
+
+parse CallSpec → resolve → merge → build → join the room → greet → converse → end. A job whose
+CallSpec is invalid ends with a structured ``call rejected`` log line naming the field; the worker
+process carries on serving other jobs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from livekit import rtc
+from livekit.agents import JobContext, JobProcess, room_io
+from livekit.agents.voice.events import CloseEvent
+
+from convoi.callspec import CallSpecError, ResolvedCall, resolve_call
+from convoi.definitions.loader import load_definitions
+from convoi.pipeline import PipelineError
+from convoi.settings import WorkerSettings
+from convoi.worker.log import logger
+from convoi.worker.session import build_session
+
+__all__ = ["PARTICIPANT_JOIN_TIMEOUT", "entrypoint", "prewarm"]
+
+PARTICIPANT_JOIN_TIMEOUT = 120.0
+"""Seconds a web call waits for its browser participant before ending ``participant_never_joined``."""
+
+
+def prewarm(proc: JobProcess) -> None:
+    """Once per job process: load silero's VAD and the definitions."""
+    from livekit.plugins import silero
+
+    settings = WorkerSettings()
+    proc.userdata["settings"] = settings
+    proc.userdata["definitions"] = load_definitions(settings.config_dir).definitions
+    proc.userdata["vad"] = silero.VAD.load()
+
+
+def _call_id_of(metadata: str) -> str | None:
+    try:
+        value = json.loads(metadata).get("call_id")
+    except (ValueError, AttributeError):
+        return None
+    return value if isinstance(value, str) else None
+
+
+def _ensure_ready(proc: JobProcess) -> None:
+    if "definitions" not in proc.userdata:  # setup hook not run (e.g. console mode)
+        prewarm(proc)
+
+
+async def entrypoint(ctx: JobContext) -> None:
+    """Conduct the call described by ``ctx.job.metadata``."""
+    _ensure_ready(ctx.proc)
+    settings: WorkerSettings = ctx.proc.userdata["settings"]
+    fields: dict[str, Any] = {
+        "job_id": ctx.job.id,
+        "room": ctx.room.name,
+        "call_id": _call_id_of(ctx.job.metadata),
+    }
+    ctx.log_context_fields = fields
+
+    try:
+        call = resolve_call(ctx.job.metadata, ctx.proc.userdata["definitions"])
+        session, agent = build_session(call, settings, vad=ctx.proc.userdata["vad"])
+    except CallSpecError as exc:
+        logger.error(
+            "call rejected: invalid CallSpec",
+            extra={
+                **fields,
+                "status": "failed",
+                "reason": exc.reason,
+                "field": exc.field,
+                "problem": exc.problem,
+            },
+        )
+        ctx.shutdown(reason=f"{exc.reason}: {exc}")
+        return
+    except PipelineError as exc:
+        logger.error(
+            "call rejected: provider configuration",
+            extra={**fields, "status": "failed", "reason": "provider_error", "problem": str(exc)},
+        )
+        ctx.shutdown(reason=f"provider_error: {exc}")
+        return
+
+    await _run_call(ctx, call, session, agent, fields)
+
+
+async def _run_call(
+    ctx: JobContext, call: ResolvedCall, session: Any, agent: Any, fields: dict[str, Any]
+) -> None:
+    await ctx.connect()
+    logger.info(
+        "call accepted",
+        extra={
+            **fields,
+            "type": call.spec.type,
+            "agent": call.start_agent.agent.id,
+            "squad": call.squad.id if call.squad else None,
+        },
+    )
+    try:
+        participant = await asyncio.wait_for(
+            ctx.wait_for_participant(
+                kind=[
+                    rtc.ParticipantKind.PARTICIPANT_KIND_STANDARD,
+                    rtc.ParticipantKind.PARTICIPANT_KIND_SIP,
+                ]
+            ),
+            timeout=PARTICIPANT_JOIN_TIMEOUT,
+        )
+    except TimeoutError:
+        logger.warning(
+            "call ended: participant never joined",
+            extra={**fields, "reason": "participant_never_joined"},
+        )
+        ctx.shutdown(reason="participant_never_joined")
+        return
+
+    @session.on("close")
+    def _on_close(ev: CloseEvent) -> None:
+        state = session.userdata
+        reason = state.ended_reason or (
+            "customer_hangup" if ev.reason.value == "participant_disconnected" else ev.reason.value
+        )
+        state.ended_reason = reason
+        logger.info(
+            "call ended",
+            extra={**fields, "reason": reason, "error": str(ev.error) if ev.error else None},
+        )
+        if reason == "agent_hangup":
+            ctx.delete_room()
+        ctx.shutdown(reason=reason)
+
+    await session.start(
+        agent=agent,
+        room=ctx.room,
+        room_options=room_io.RoomOptions(
+            participant_identity=participant.identity, close_on_disconnect=True
+        ),
+    )
