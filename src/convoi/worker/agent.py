@@ -10,7 +10,13 @@ from convoi.callspec import EffectiveAgent
 from convoi.worker.log import logger
 from convoi.worker.state import CallState
 
-__all__ = ["OPENER_INSTRUCTIONS", "ConvoiAgent"]
+__all__ = ["END_CALL_DESCRIPTION", "OPENER_INSTRUCTIONS", "ConvoiAgent"]
+
+END_CALL_DESCRIPTION = (
+    "End the call. Use it only after the caller says goodbye or clearly has nothing else, "
+    "and after you have said goodbye yourself."
+)
+"""The ``end_call`` tool's description: the prompt the LLM reads."""
 
 OPENER_INSTRUCTIONS = (
     "The call has just connected. Greet the person warmly in one short sentence and ask how you "
@@ -35,7 +41,11 @@ class ConvoiAgent(Agent):
         tts: Any = None,
         tools: list[Any] | None = None,
     ) -> None:
-        built_in = [self.end_call] if "end_call" in effective.agent.tools else []
+        built_in = (
+            [function_tool(self._end_call, name="end_call", description=END_CALL_DESCRIPTION)]
+            if "end_call" in effective.agent.tools
+            else []
+        )
         super().__init__(
             instructions=effective.instructions,
             stt=stt,
@@ -53,10 +63,7 @@ class ConvoiAgent(Agent):
         else:
             self.session.generate_reply(instructions=OPENER_INSTRUCTIONS)
 
-    @function_tool
-    async def end_call(self, context: RunContext[CallState]) -> None:
-        """End the call. Use it only after the caller says goodbye or clearly has nothing else,
-        and after you have said goodbye yourself."""
+    async def _end_call(self, context: RunContext[CallState]) -> None:
         logger.info("agent ended the call", extra={"agent": self.effective.key})
         context.userdata.ended_reason = "agent_hangup"
         await context.wait_for_playout()
