@@ -1,0 +1,314 @@
+"""``convoi-devstack``: install, start, inspect and stop the loopback devstack.
+
+    convoi-devstack install [--force] [TOOL ...]
+    convoi-devstack up [--no-emulators] [--port 7880] ...   # prints `export K=V` lines
+    convoi-devstack env | status | down
+    convoi-devstack logs [livekit-server|emulators] [-n 50] [-f]
+
+Progress goes to stderr, the worker environment to stdout, so
+``eval "$(convoi-devstack up)"`` works. Processes started by ``up`` run in their own session and
+survive the CLI; ``down`` stops only what ``up`` recorded in ``.devstack/state.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from convoi.devstack import install
+from convoi.devstack.install import DevstackError
+from convoi.devstack.livekit_server import LiveKitServer, ServerConfig
+from convoi.devstack.state import Component, State, port_open, state_dir, stop_process, wait_until
+
+__all__ = ["main"]
+
+SERVER = "livekit-server"
+EMULATORS = "emulators"
+EMULATORS_MODULE = "convoi.devstack.emulators"
+
+
+def _say(msg: str) -> None:
+    print(f"[devstack] {msg}", file=sys.stderr, flush=True)
+
+
+def _worker_env(cfg: ServerConfig, emulator_port: int | None) -> dict[str, str]:
+    env = {
+        "LIVEKIT_URL": cfg.url,
+        "LIVEKIT_API_KEY": cfg.api_key,
+        "LIVEKIT_API_SECRET": cfg.api_secret,
+    }
+    if emulator_port is not None:
+        base = f"http://127.0.0.1:{emulator_port}"
+        env |= {
+            "OPENAI_BASE_URL": f"{base}/openai/v1",
+            "DEEPGRAM_BASE_URL": f"{base}/deepgram/v1/listen",
+            "ELEVEN_BASE_URL": f"{base}/elevenlabs/v1",
+        }
+    return env
+
+
+def _print_env(env: dict[str, str]) -> None:
+    for k, v in env.items():
+        print(f"export {k}={v}")
+
+
+# --------------------------------------------------------------------------- commands
+
+
+def cmd_install(args: argparse.Namespace) -> int:
+    """Build the pinned binaries (instant when cached).
+
+    Without arguments, a failure of an optional tool (lk) is a warning; named tools must build.
+    """
+    explicit = bool(args.tools)
+    for name in args.tools or install.DEFAULT_TOOLS:
+        tool = install.TOOLS.get(name)
+        try:
+            path = install.ensure(name, force=args.force, progress=_say)
+        except DevstackError as e:
+            if explicit or tool is None or tool.required:
+                raise
+            _say(f"warning: optional {name} {tool.version} not installed:\n{e}")
+            print(f"{name} {tool.version}: not installed (optional)")
+            continue
+        print(f"{name} {install.TOOLS[name].version}: {path}")
+    return 0
+
+
+def _start_server(cfg: ServerConfig, timeout: float) -> Component:
+    server = LiveKitServer(cfg, detach=True, health_timeout=timeout)
+    server.start()
+    if server.reused:
+        _say(f"{SERVER}: reusing the server already answering on {cfg.http_url} (not ours)")
+        return Component(
+            name=SERVER,
+            pid=None,
+            owned=False,
+            urls={"ws": cfg.url, "http": cfg.http_url},
+            health_url=cfg.http_url + "/",
+        )
+    _say(f"{SERVER}: up, pid {server.pid}, {cfg.url}, log {server.log_path}")
+    return Component(
+        name=SERVER,
+        pid=server.pid,
+        owned=True,
+        cmd=server.command(),
+        log=str(server.log_path),
+        ports={"http": cfg.port, "rtc_tcp": cfg.rtc_tcp_port, "rtc_udp": cfg.rtc_udp_port},
+        urls={"ws": cfg.url, "http": cfg.http_url},
+        health_url=cfg.http_url + "/",
+    )
+
+
+def _emulators_available() -> bool:
+    try:
+        return importlib.util.find_spec(f"{EMULATORS_MODULE}.__main__") is not None
+    except Exception:  # a broken package __init__ must not break `up`
+        return False
+
+
+def _start_emulators(port: int, timeout: float) -> Component | None:
+    """Start the provider emulators if their module is importable (written elsewhere)."""
+    if port_open("127.0.0.1", port):
+        _say(f"{EMULATORS}: something already listens on 127.0.0.1:{port}; reusing it (not ours)")
+        return Component(name=EMULATORS, pid=None, owned=False, ports={"http": port})
+    if not _emulators_available():
+        _say(f"{EMULATORS}: {EMULATORS_MODULE} has no __main__ yet; skipped")
+        return None
+    sd = state_dir()
+    log = sd / "logs" / "emulators.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, "-m", EMULATORS_MODULE, "--host", "127.0.0.1", "--port", str(port)]
+    cmd += ["--record", str(sd / "emulators.jsonl")]
+    with log.open("ab") as out:
+        proc = subprocess.Popen(
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # outlive the CLI
+        )
+    ok = wait_until(lambda: proc.poll() is not None or port_open("127.0.0.1", port), timeout)
+    if proc.poll() is not None or not ok:
+        stop_process(proc.pid)
+        tail = "\n".join(log.read_text(errors="replace").splitlines()[-15:])
+        raise DevstackError(
+            f"{EMULATORS} did not start listening on port {port} (log {log}):\n{tail}"
+        )
+    _say(f"{EMULATORS}: up, pid {proc.pid}, http://127.0.0.1:{port}, log {log}")
+    return Component(
+        name=EMULATORS,
+        pid=proc.pid,
+        owned=True,
+        cmd=cmd,
+        log=str(log),
+        ports={"http": port},
+        urls={"http": f"http://127.0.0.1:{port}"},
+    )
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    """Install if needed, start livekit-server (+ emulators), record state, print the env."""
+    state = State.load()
+    if any(c.owned and c.running() for c in state.components.values()):
+        _say("already up (run `convoi-devstack down` first to restart)")
+        _print_env(state.env)
+        return 0
+    started = time.monotonic()
+    cfg = ServerConfig(
+        port=args.port, rtc_tcp_port=args.rtc_tcp_port, rtc_udp_port=args.rtc_udp_port
+    )
+    install.ensure(SERVER, progress=_say)
+    state = State()
+    state.components[SERVER] = _start_server(cfg, args.timeout)
+    state.save()  # record the server before the emulators so `down` can clean up after a failure
+    emu_port: int | None = None
+    if not args.no_emulators:
+        emu = _start_emulators(args.emulator_port, args.timeout)
+        if emu is not None:
+            state.components[EMULATORS] = emu
+            emu_port = args.emulator_port
+    state.env = _worker_env(cfg, emu_port)
+    state.save()
+    _say(f"devstack up in {time.monotonic() - started:.1f}s; state {State.path()}")
+    _print_env(state.env)
+    return 0
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    """Stop what ``up`` started (and only that)."""
+    state = State.load()
+    if not state.components:
+        _say("nothing to stop (no state file)")
+        return 0
+    for c in state.components.values():
+        if not c.owned:
+            _say(f"{c.name}: not started by convoi-devstack, left running")
+        elif c.pid is not None and c.running():
+            gone = stop_process(c.pid, timeout=args.timeout)
+            _say(f"{c.name}: {'stopped' if gone else 'could not be stopped'} (pid {c.pid})")
+        else:
+            _say(f"{c.name}: already down")
+    State.clear()
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    """Show each component up/down; exit 0 only when all recorded components are healthy."""
+    state = State.load()
+    if not state.components:
+        probe = LiveKitServer(ServerConfig(port=args.port))
+        extra = " (not started by convoi-devstack)" if probe.healthy() else ""
+        print(f"{SERVER:16} {'up' if extra else 'down'}{extra}")
+        return 1
+    all_up = True
+    for c in state.components.values():
+        up = c.healthy() and (c.running() or not c.owned)
+        all_up &= up
+        who = f"pid {c.pid}" if c.owned else "not ours"
+        where = " ".join(c.urls.values()) or " ".join(f":{p}" for p in c.ports.values())
+        print(f"{c.name:16} {'up' if up else 'down':5} {who:12} {where}")
+    return 0 if all_up else 1
+
+
+def cmd_env(args: argparse.Namespace) -> int:
+    """Print the environment recorded by ``up``."""
+    state = State.load()
+    if not state.env:
+        _say("devstack is not up")
+        return 1
+    _print_env(state.env)
+    return 0
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
+    """Print (and with -f follow) the tail of a component's log."""
+    state = State.load()
+    comp = state.components.get(args.name)
+    if comp is None or not comp.log:
+        _say(
+            f"no log recorded for {args.name!r} (components: {', '.join(state.components) or 'none'})"
+        )
+        return 1
+    path = Path(comp.log)
+    with path.open("r", errors="replace") as f:
+        for line in f.readlines()[-args.lines :]:
+            sys.stdout.write(line)
+        sys.stdout.flush()
+        try:
+            while args.follow:
+                line = f.readline()
+                if line:
+                    sys.stdout.write(line)
+                    sys.stdout.flush()
+                else:
+                    time.sleep(0.2)
+        except KeyboardInterrupt:
+            pass
+    return 0
+
+
+# --------------------------------------------------------------------------- parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argparse parser of ``convoi-devstack``."""
+    p = argparse.ArgumentParser(prog="convoi-devstack", description=__doc__.split("\n")[0])
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("install", help="build the pinned binaries (instant when cached)")
+    s.add_argument(
+        "tools",
+        nargs="*",
+        metavar="TOOL",
+        help=f"default: {' '.join(install.DEFAULT_TOOLS)}; known: {' '.join(install.TOOLS)}",
+    )
+    s.add_argument("--force", action="store_true", help="rebuild even when cached")
+    s.set_defaults(func=cmd_install)
+
+    s = sub.add_parser("up", help="start livekit-server (+ emulators) and print the worker env")
+    s.add_argument("--port", type=int, default=7880)
+    s.add_argument("--rtc-tcp-port", type=int, default=7881)
+    s.add_argument("--rtc-udp-port", type=int, default=7882)
+    s.add_argument("--emulator-port", type=int, default=18500)
+    s.add_argument("--no-emulators", action="store_true")
+    s.add_argument("--timeout", type=float, default=60.0, help="health wait per component (s)")
+    s.set_defaults(func=cmd_up)
+
+    s = sub.add_parser("down", help="stop what `up` started")
+    s.add_argument("--timeout", type=float, default=10.0, help="SIGTERM grace before SIGKILL (s)")
+    s.set_defaults(func=cmd_down)
+
+    s = sub.add_parser("status", help="show each component up/down")
+    s.add_argument("--port", type=int, default=7880, help="server port to probe without state")
+    s.set_defaults(func=cmd_status)
+
+    s = sub.add_parser("env", help="print the worker environment recorded by `up`")
+    s.set_defaults(func=cmd_env)
+
+    s = sub.add_parser("logs", help="tail a component's log")
+    s.add_argument("name", nargs="?", default=SERVER, help=f"{SERVER} (default) or {EMULATORS}")
+    s.add_argument("-n", "--lines", type=int, default=50)
+    s.add_argument("-f", "--follow", action="store_true")
+    s.set_defaults(func=cmd_logs)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``convoi-devstack`` console script."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except DevstackError as e:
+        print(f"convoi-devstack: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
