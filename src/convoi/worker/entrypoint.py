@@ -12,7 +12,7 @@ import json
 from typing import Any
 
 from livekit import rtc
-from livekit.agents import JobContext, JobProcess, room_io
+from livekit.agents import JobContext, JobProcess, llm, room_io
 from livekit.agents.voice.events import CloseEvent
 
 from convoi.callspec import CallSpecError, ResolvedCall, resolve_call
@@ -36,6 +36,20 @@ def prewarm(proc: JobProcess) -> None:
     proc.userdata["settings"] = settings
     proc.userdata["definitions"] = load_definitions(settings.config_dir).definitions
     proc.userdata["vad"] = silero.VAD.load()
+
+
+def transcript_of(session: Any) -> list[dict[str, Any]]:
+    """The conversation so far: role, text and time of each spoken message."""
+    return [
+        {
+            "role": item.role,
+            "text": item.text_content or "",
+            "at": item.created_at,
+            "interrupted": item.interrupted,
+        }
+        for item in session.history.items
+        if isinstance(item, llm.ChatMessage) and item.role in ("user", "assistant")
+    ]
 
 
 def _call_id_of(metadata: str) -> str | None:
@@ -129,7 +143,12 @@ async def _run_call(
         state.ended_reason = reason
         logger.info(
             "call ended",
-            extra={**fields, "reason": reason, "error": str(ev.error) if ev.error else None},
+            extra={
+                **fields,
+                "reason": reason,
+                "error": str(ev.error) if ev.error else None,
+                "transcript": transcript_of(session),
+            },
         )
         if reason == "agent_hangup":
             ctx.delete_room()
