@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
+import yaml
 from livekit import api
 
 from convoi.devstack.state import http_ok
@@ -139,6 +141,21 @@ class EmulatorsProcess(ManagedProcess):
             "ELEVEN_BASE_URL": f"{self.base_url}/elevenlabs/v1",
             "ELEVEN_API_KEY": "emulator-eleven-key",
         }
+
+    def load_scenario(self, scenario: Path | Mapping[str, Any]) -> None:
+        """Replace the scenario (a YAML/JSON file or a mapping); clears records and cursors."""
+        if isinstance(scenario, Path):
+            scenario = yaml.safe_load(scenario.read_text())
+        resp = httpx.post(f"{self.base_url}/_emulator/scenario", json=scenario, timeout=30)
+        if resp.status_code != 200:
+            raise ValueError(f"emulators refused the scenario: {resp.text}")
+
+    def requests(self, provider: str | None = None) -> list[dict[str, Any]]:
+        """Recorded provider requests, in order (``llm``, ``stt`` or ``tts``; all when None)."""
+        params = {"provider": provider} if provider else {}
+        resp = httpx.get(f"{self.base_url}/_emulator/requests", params=params, timeout=30)
+        resp.raise_for_status()
+        return list(resp.json())
 
     def start_and_wait(self, timeout: float = 60.0) -> EmulatorsProcess:
         """Start and wait until ``/_emulator/health`` answers."""
