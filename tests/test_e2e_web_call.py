@@ -65,7 +65,7 @@ async def test_web_call_greets_and_answers_two_turns(
 ) -> None:
     emulators.load_scenario(SCENARIO)
     spec = web_spec(participant_name="Dana")
-    room, report = await place_web_call(livekit_server, worker, spec, UTTERANCES)
+    _, report = await place_web_call(livekit_server, worker, spec, UTTERANCES)
     report.save_wav(artifacts_dir / "web_call_agent.wav")
 
     assert report.ok, report.errors
@@ -84,3 +84,74 @@ async def test_web_call_greets_and_answers_two_turns(
     ]
     tts_texts = [r.get("text") for r in emulators.requests("tts")]
     assert tts_texts and GREETING in str(tts_texts[0])
+
+
+async def test_overrides_reach_the_providers(
+    livekit_server: LiveKitServer, worker: WorkerProcess, emulators: EmulatorsProcess
+) -> None:
+    emulators.load_scenario(SCENARIO)
+    spec = web_spec(
+        participant_name="Omar",
+        agent_overrides={
+            "first_message": "Hello {name}, this is the override speaking.",
+            "system_prompt": "You are a concise support agent for <name>.",
+            "llm": {"model": "gpt-4.1-mini", "temperature": 0.7},
+            "tts": {"voice_id": "voiceOverride123"},
+        },
+    )
+    _, report = await place_web_call(livekit_server, worker, spec, UTTERANCES[:1])
+    assert report.ok, report.errors
+    worker.wait_for_record("call ended", call_id=spec["call_id"])
+
+    tts = emulators.requests("tts")
+    assert tts[0]["text"] == "Hello Omar, this is the override speaking."  # first thing synthesised
+    assert {r["voice_id"] for r in tts} == {"voiceOverride123"}
+    llm = emulators.requests("llm")
+    assert llm, "the LLM emulator received no request"
+    assert {(r["model"], r["temperature"]) for r in llm} == {("gpt-4.1-mini", 0.7)}
+    assert llm[0]["messages"][0] == {
+        "role": "system",
+        "content": "You are a concise support agent for Omar.",
+    }
+
+
+async def test_bad_callspec_is_rejected_and_the_worker_serves_the_next_call(
+    livekit_server: LiveKitServer, worker: WorkerProcess, emulators: EmulatorsProcess
+) -> None:
+    emulators.load_scenario(SCENARIO)
+    bad = web_spec(agent_id="sqd_3fa85f6457174562b3fc2c963f66afa6")  # workforce on a web call
+    room = f"e2e-bad-{uuid.uuid4().hex[:8]}"
+    await dispatch_call(
+        livekit_server.url,
+        livekit_server.api_key,
+        livekit_server.api_secret,
+        agent_name=worker.agent_name,
+        room=room,
+        metadata=bad,
+    )
+    rejected = worker.wait_for_record("call rejected", call_id=bad["call_id"])
+    assert (rejected["status"], rejected["reason"], rejected["field"]) == (
+        "failed",
+        "invalid_request",
+        "agent_id",
+    )
+    assert "web calls are single-agent" in rejected["problem"]
+
+    not_json = f"e2e-bad-{uuid.uuid4().hex[:8]}"
+    await dispatch_call(
+        livekit_server.url,
+        livekit_server.api_key,
+        livekit_server.api_secret,
+        agent_name=worker.agent_name,
+        room=not_json,
+        metadata="{not json",
+    )
+    rejected = worker.wait_for_record("call rejected", room=not_json)
+    assert rejected["field"] == "job.metadata"
+
+    good = web_spec(participant_name="Lee")
+    _, report = await place_web_call(livekit_server, worker, good, UTTERANCES[:1])
+    assert report.ok, report.errors
+    assert worker.running()
+    ended = worker.wait_for_record("call ended", call_id=good["call_id"])
+    assert ended["transcript"][0]["text"].startswith("Hi Lee,")

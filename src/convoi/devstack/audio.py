@@ -45,7 +45,7 @@ def resample(samples: np.ndarray, src_rate: int, dst_rate: int) -> np.ndarray:
     """Linear-interpolation resampling of int16 mono samples (good enough for test speech)."""
     if src_rate == dst_rate or samples.size == 0:
         return samples.astype(np.int16)
-    n_out = int(round(samples.size * dst_rate / src_rate))
+    n_out = round(samples.size * dst_rate / src_rate)
     x_old = np.linspace(0.0, 1.0, num=samples.size, endpoint=False)
     x_new = np.linspace(0.0, 1.0, num=n_out, endpoint=False)
     return np.interp(x_new, x_old, samples.astype(np.float64)).astype(np.int16)
