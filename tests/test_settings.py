@@ -1,0 +1,21 @@
+"""Settings: every environment variable the worker reads is documented in the README."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from convoi.settings import WorkerSettings
+
+
+def test_every_worker_setting_is_documented_in_the_readme() -> None:
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    variables = [f.alias for f in WorkerSettings.model_fields.values()]
+    assert variables and all(variables)
+    undocumented = [v for v in variables if f"| `{v}` |" not in readme]
+    assert undocumented == []
+
+
+def test_secrets_do_not_appear_in_the_settings_repr() -> None:
+    settings = WorkerSettings(OPENAI_API_KEY="sk-live-very-secret", LIVEKIT_API_SECRET="lk-secret-x")
+    assert "sk-live-very-secret" not in repr(settings)
+    assert "lk-secret-x" not in repr(settings)
