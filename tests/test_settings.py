@@ -16,6 +16,8 @@ def test_every_worker_setting_is_documented_in_the_readme() -> None:
 
 
 def test_secrets_do_not_appear_in_the_settings_repr() -> None:
-    settings = WorkerSettings(OPENAI_API_KEY="sk-live-very-secret", LIVEKIT_API_SECRET="lk-secret-x")
+    settings = WorkerSettings(
+        OPENAI_API_KEY="sk-live-very-secret", LIVEKIT_API_SECRET="lk-secret-x"
+    )
     assert "sk-live-very-secret" not in repr(settings)
     assert "lk-secret-x" not in repr(settings)

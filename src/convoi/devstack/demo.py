@@ -41,7 +41,9 @@ def _say(message: str) -> None:
 def _ms(a: Any, b: Any) -> str:
     if a is None or b is None:
         return "n/a"
-    return f"{(b.wall - a.wall) * 1000:,.0f} ms" if hasattr(a, "wall") else f"{(b - a) * 1000:,.0f} ms"
+    return (
+        f"{(b.wall - a.wall) * 1000:,.0f} ms" if hasattr(a, "wall") else f"{(b - a) * 1000:,.0f} ms"
+    )
 
 
 def print_conversation(transcript: list[dict[str, Any]], t0: float) -> None:
@@ -64,7 +66,12 @@ def print_timings(report: CallerReport, dispatched_at: float) -> list[tuple[str,
         ("agent joined → first greeting audio", _ms(joined, report.first_agent_audio)),
     ]
     for turn in report.turns:
-        rows.append((f"turn {turn.index}: end of caller speech → first reply audio", _ms(turn.end_of_speech, turn.first_reply_audio)))
+        rows.append(
+            (
+                f"turn {turn.index}: end of caller speech → first reply audio",
+                _ms(turn.end_of_speech, turn.first_reply_audio),
+            )
+        )
     width = max(len(r[0]) for r in rows)
     print("\nTimings (measured by the caller)")
     print(f"  {'step'.ljust(width)}  time")
@@ -74,27 +81,46 @@ def print_timings(report: CallerReport, dispatched_at: float) -> list[tuple[str,
     return rows
 
 
-async def _call(server: LiveKitServer, worker: WorkerProcess) -> tuple[CallerReport, dict[str, Any], float]:
+async def _call(
+    server: LiveKitServer, worker: WorkerProcess
+) -> tuple[CallerReport, dict[str, Any], float]:
     call_id = f"call_demo{uuid.uuid4().hex[:12]}"
     room = f"demo-{uuid.uuid4().hex[:8]}"
-    spec = {"call_id": call_id, "type": "web", "agent_id": AGENT_ID, "participant_name": "Dana", "metadata": {"source": "demo"}}
+    spec = {
+        "call_id": call_id,
+        "type": "web",
+        "agent_id": AGENT_ID,
+        "participant_name": "Dana",
+        "metadata": {"source": "demo"},
+    }
     _say(f"dispatching web call {call_id} into room {room}")
     dispatched_at = time.time()
-    await dispatch_call(server.url, server.api_key, server.api_secret, agent_name=worker.agent_name, room=room, metadata=spec)
+    await dispatch_call(
+        server.url,
+        server.api_key,
+        server.api_secret,
+        agent_name=worker.agent_name,
+        room=room,
+        metadata=spec,
+    )
     token = caller_token(server.api_key, server.api_secret, room, "caller-dana", name="Dana")
 
     def progress(ev: Any) -> None:
         if ev.message:
             _say(f"caller: {ev.message}")
 
-    report = await run_caller(server.url, token, CallerScript(utterances=UTTERANCES, max_wait_s=90), on_event=progress)
+    report = await run_caller(
+        server.url, token, CallerScript(utterances=UTTERANCES, max_wait_s=90), on_event=progress
+    )
     ended = await asyncio.to_thread(worker.wait_for_record, "call ended", 120.0, call_id=call_id)
     return report, ended, dispatched_at
 
 
 def run_demo(providers: str, workdir: Path) -> int:
     """Run the demo; returns the process exit code."""
-    real = providers == "real" or (providers == "auto" and all(os.environ.get(k) for k in PROVIDER_KEYS))
+    real = providers == "real" or (
+        providers == "auto" and all(os.environ.get(k) for k in PROVIDER_KEYS)
+    )
     if providers == "real" and not all(os.environ.get(k) for k in PROVIDER_KEYS):
         _say(f"--providers real needs {', '.join(PROVIDER_KEYS)} set")
         return 2
@@ -103,7 +129,12 @@ def run_demo(providers: str, workdir: Path) -> int:
         _say("starting livekit-server v1.13.5 on 127.0.0.1:7880 (built once, then cached)")
         server = LiveKitServer(workdir=workdir / "livekit").start()
         started.append(server)
-        env = {"LIVEKIT_URL": server.url, "LIVEKIT_API_KEY": server.api_key, "LIVEKIT_API_SECRET": server.api_secret, "CONVOI_NUM_IDLE_PROCESSES": "1"}
+        env = {
+            "LIVEKIT_URL": server.url,
+            "LIVEKIT_API_KEY": server.api_key,
+            "LIVEKIT_API_SECRET": server.api_secret,
+            "CONVOI_NUM_IDLE_PROCESSES": "1",
+        }
         if real:
             _say("providers: the real OpenAI, Deepgram and ElevenLabs (keys from the environment)")
         else:
@@ -113,7 +144,9 @@ def run_demo(providers: str, workdir: Path) -> int:
             emulators.load_scenario(SCENARIO)
             env.update(emulators.provider_env())
         _say("starting convoi-worker start")
-        worker = WorkerProcess(workdir / "worker.log", env, agent_name=f"convoi-demo-{uuid.uuid4().hex[:6]}").start_and_wait()
+        worker = WorkerProcess(
+            workdir / "worker.log", env, agent_name=f"convoi-demo-{uuid.uuid4().hex[:6]}"
+        ).start_and_wait()
         started.append(worker)
         report, ended, dispatched_at = asyncio.run(_call(server, worker))
         print_conversation(ended["transcript"], dispatched_at)
@@ -136,7 +169,9 @@ def main(argv: list[str] | None = None) -> int:
     """``python -m convoi.devstack.demo``."""
     parser = argparse.ArgumentParser(prog="convoi-demo", description=__doc__.split("\n")[0])
     parser.add_argument("--providers", choices=["auto", "emulators", "real"], default="auto")
-    parser.add_argument("--workdir", type=Path, default=None, help="where logs go (default: a temp dir)")
+    parser.add_argument(
+        "--workdir", type=Path, default=None, help="where logs go (default: a temp dir)"
+    )
     args = parser.parse_args(argv)
     warnings.filterwarnings("ignore", message="The HMAC key is")  # the devstack's short dev secret
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="convoi-demo-"))
