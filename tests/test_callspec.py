@@ -212,6 +212,35 @@ def _case(case_id: str, metadata: dict[str, Any] | str, field: str, problem: str
 
 
 INVALID = [
+    # loose values that must not be coerced
+    _case(
+        "temperature_as_string",
+        web_overrides(llm={"temperature": "0.7"}),
+        "agent_overrides.llm.temperature",
+        "valid number",
+    ),
+    _case(
+        "temperature_as_bool",
+        web_overrides(llm={"temperature": True}),
+        "agent_overrides.llm.temperature",
+        "valid number",
+    ),
+    _case(
+        "metadata_nan",
+        '{"call_id": "call_testweb0001", "type": "web", "agent_id": "'
+        + SUPPORT
+        + '", "metadata": {"x": NaN}}',
+        "job.metadata",
+        "NaN is not a JSON number",
+    ),
+    _case(
+        "duplicate_agent_id_key",
+        '{"call_id": "call_testweb0001", "type": "web", "agent_id": "'
+        + SUPPORT
+        + '", "agent_id": "agt_00000000"}',
+        "job.metadata",
+        "'agent_id' appears more than once",
+    ),
     # agent / squad
     _case("agent_and_squad_both", phone(squad_id=SQUAD), "squad_id", "not both"),
     _case("neither_agent_nor_squad", phone(agent_id=_DROP), "agent_id", "required"),
@@ -442,11 +471,6 @@ INVALID = [
         web(metadata={"blob": "€" * 6_000}),  # 6,000 characters, 18,000 bytes in UTF-8
         "metadata",
         "too large",
-        marks=pytest.mark.xfail(
-            strict=True,
-            reason="BUG: the 16 KB limit counts characters of json.dumps(ensure_ascii=False), "
-            "not bytes; 18,000 bytes of UTF-8 are accepted",
-        ),
     ),
     _case(
         "too_many_knowledge_bases",
@@ -467,21 +491,12 @@ INVALID = [
         '{"type": "web", "metadata": {"a": ' + "[" * 200_000 + "]" * 200_000 + "}}",
         "job.metadata",
         "",
-        marks=pytest.mark.xfail(
-            strict=True,
-            reason="BUG: json.loads raises RecursionError, which parse_callspec does not catch",
-        ),
     ),
     _case(
         "metadata_integer_5000_digits",
         '{"type": "web", "metadata": {"n": ' + "9" * 5_000 + "}}",
         "job.metadata",
         "",
-        marks=pytest.mark.xfail(
-            strict=True,
-            reason="BUG: json.loads raises a plain ValueError (int max str digits), "
-            "which parse_callspec does not catch",
-        ),
     ),
     # ids that do not exist in the definitions
     _case("unknown_agent", web(agent_id="agt_00000000"), "agent_id", "unknown agent agt_00000000"),

@@ -246,12 +246,12 @@ BREAKAGES = [
     _case(
         "squad_start_member_not_a_member",
         _set("squads/customer_care.yaml", "start_member", value="reception"),
-        "agents_config/squads/customer_care.yaml: start_member 'reception' is not a member",
+        "agents_config/squads/customer_care.yaml: start_member: 'reception' is not a member",
     ),
     _case(
         "squad_handoff_to_non_member",
         _set("squads/customer_care.yaml", "members", "triage", "handoffs", 0, "to", value="sales"),
-        "agents_config/squads/customer_care.yaml: members.triage.handoffs: destination 'sales' "
+        "agents_config/squads/customer_care.yaml: members.triage.handoffs[0].to: destination 'sales' "
         "is not a member",
     ),
     _case(
@@ -259,8 +259,8 @@ BREAKAGES = [
         _set(
             "squads/customer_care.yaml", "members", "billing", "handoffs", 0, "to", value="billing"
         ),
-        "agents_config/squads/customer_care.yaml: members.billing.handoffs: a member cannot hand "
-        "off to itself",
+        "agents_config/squads/customer_care.yaml: members.billing.handoffs[0].to: a member cannot "
+        "hand off to itself",
     ),
     _case(
         "squad_member_unknown_agent",
@@ -313,11 +313,6 @@ BREAKAGES = [
         ),
         "agents_config/squads/customer_care.yaml: "
         "members.billing.overrides.knowledge_base_ids[0]: unknown knowledge base kb_00000000",
-        marks=pytest.mark.xfail(
-            strict=True,
-            reason="BUG: knowledge_base_ids in squad member overrides are checked for format "
-            "only, never against knowledge_bases.yaml (the call then runs with a missing KB)",
-        ),
     ),
     _case(
         "negative_price",
@@ -380,11 +375,6 @@ def test_broken_copy_is_rejected_with_file_field_problem(
     assert any(breakage.expected in line for line in issues), "\n".join(issues)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="squad model validators raise without a field: the issue's field is '' and the "
-    "field name only appears inside the problem text",
-)
 def test_squad_start_member_error_names_its_field(tmp_path: Path) -> None:
     config = copy_config(tmp_path)
     _set("squads/customer_care.yaml", "start_member", value="reception")(config)
@@ -392,11 +382,6 @@ def test_squad_start_member_error_names_its_field(tmp_path: Path) -> None:
     assert (issue.file, issue.field) == ("agents_config/squads/customer_care.yaml", "start_member")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="an agent file that fails validation is dropped, so every squad using it also "
-    "reports 'unknown agent <id>', sending the reader to look for an agent that exists",
-)
 def test_an_invalid_agent_is_not_also_reported_as_unknown(tmp_path: Path) -> None:
     config = copy_config(tmp_path)
     _set("agents/support.yaml", "tts", "pitch", value=1.2)(config)

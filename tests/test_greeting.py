@@ -335,3 +335,8 @@ def test_call_renders_the_system_prompt_too_and_keeps_its_unknown_placeholders(
     member = resolve_call(json.dumps(spec), defs).start_agent
     assert member.instructions == "Speak with {contact_name}; reply as {format}."
     assert member.greeting == SUPPORT_GREETING.format("{contact_name}")
+
+
+def test_invisible_format_characters_are_removed_but_emoji_joiners_kept() -> None:
+    family = "\U0001f468\u200d\U0001f469\u200d\U0001f467"
+    assert clean_name("A\u200bh\u200emed\ufeff \u061c" + family) == "Ahmed " + family

@@ -353,3 +353,12 @@ def test_member_overrides_do_not_apply_outside_the_squad(defs: Definitions) -> N
     call = {"call_id": "call_billingalone01", "type": "web", "agent_id": BILLING}
     greeting = resolve_call(json.dumps(call), defs).start_agent.greeting
     assert greeting == "Hi there, you're through to billing. What can I do for you?"
+
+
+def test_rule5_null_inside_a_block_leaves_that_key_as_defined(support: Agent) -> None:
+    agent = merged(
+        support, {"llm": {"temperature": None, "model": "gpt-4o"}, "tts": {"voice_id": None}}
+    )
+    assert agent.llm.temperature == support.llm.temperature
+    assert agent.llm.model == "gpt-4o"
+    assert agent.tts.voice_id == support.tts.voice_id

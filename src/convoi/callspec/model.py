@@ -34,7 +34,10 @@ MAX_NAME_LENGTH = 256
 
 
 def _json_object_bounded(value: dict[str, Any] | None) -> dict[str, Any] | None:
-    if value is not None and len(json.dumps(value, ensure_ascii=False)) > MAX_METADATA_BYTES:
+    if (
+        value is not None
+        and len(json.dumps(value, ensure_ascii=False).encode()) > MAX_METADATA_BYTES
+    ):
         raise ValueError(f"too large (at most {MAX_METADATA_BYTES} bytes as JSON)")
     return value
 

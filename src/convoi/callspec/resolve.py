@@ -23,6 +23,9 @@ from convoi.validation import Issue, issues_from
 
 __all__ = ["CallSpecError", "EffectiveAgent", "ResolvedCall", "parse_callspec", "resolve_call"]
 
+MAX_RAW_METADATA_BYTES = 256 * 1024
+"""Dispatch metadata larger than this is refused before parsing."""
+
 METADATA_FIELD = "job.metadata"
 """Field name used when the dispatch metadata as a whole is unusable (not JSON, not an object)."""
 
@@ -81,14 +84,41 @@ def _error(field_name: str, problem: str) -> CallSpecError:
     return CallSpecError([Issue(field_name, problem)])
 
 
+class _DuplicateKey(ValueError):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise _DuplicateKey(key)
+        out[key] = value
+    return out
+
+
 def parse_callspec(metadata: str | bytes | Mapping[str, Any]) -> CallSpec:
     """Validate dispatch metadata (a JSON string or an already decoded mapping)."""
     if isinstance(metadata, str | bytes):
         if not metadata.strip():
             raise _error(METADATA_FIELD, "empty: the dispatch carried no CallSpec")
+        if len(metadata) > MAX_RAW_METADATA_BYTES:
+            raise _error(METADATA_FIELD, f"too large (at most {MAX_RAW_METADATA_BYTES} bytes)")
         try:
-            data = json.loads(metadata)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            data = json.loads(
+                metadata, parse_constant=_reject_constant, object_pairs_hook=_no_duplicates
+            )
+        except _DuplicateKey as exc:
+            raise _error(METADATA_FIELD, f"key {exc.key!r} appears more than once") from None
+        except RecursionError:
+            raise _error(METADATA_FIELD, "not valid JSON (nested too deeply)") from None
+        except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError is a ValueError
             raise _error(METADATA_FIELD, f"not valid JSON ({exc})") from None
     else:
         data = metadata

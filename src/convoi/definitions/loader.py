@@ -75,6 +75,8 @@ class _Collector:
         self.root = root
         self.errors: list[ConfigIssue] = []
         self.warnings: list[ConfigIssue] = []
+        self.invalid_ids: set[str] = set()
+        """Ids of objects whose own definition failed (so references to them are not 'unknown')."""
 
     def rel(self, path: Path) -> str:
         try:
@@ -100,6 +102,8 @@ class _Collector:
         try:
             return cls.model_validate(data)
         except ValidationError as exc:
+            if isinstance(data.get("id"), str):
+                self.invalid_ids.add(data["id"])
             for issue in issues_from(exc, cls, prefix):
                 self.errors.append(ConfigIssue(self.rel(path), issue.field, issue.problem))
             return None
@@ -184,18 +188,35 @@ def _check_references(
                         )
                     )
     for squad, src in squads.values():
+        for where, problem in squad.problems():
+            col.errors.append(ConfigIssue(src, where, problem))
         for key, member in squad.members.items():
             found = agents.get(member.agent_id)
             if found is None:
-                col.errors.append(
-                    ConfigIssue(src, f"members.{key}.agent_id", f"unknown agent {member.agent_id}")
-                )
+                if member.agent_id not in col.invalid_ids:  # an invalid agent is reported once
+                    col.errors.append(
+                        ConfigIssue(
+                            src, f"members.{key}.agent_id", f"unknown agent {member.agent_id}"
+                        )
+                    )
                 continue
+            prefix = f"members.{key}.overrides"
             try:
-                merge(found[0], member.overrides, field_prefix=f"members.{key}.overrides")
+                merged = merge(found[0], member.overrides, field_prefix=prefix).agent
             except OverrideError as exc:
                 for issue in exc.issues:
                     col.errors.append(ConfigIssue(src, issue.field, issue.problem))
+                continue
+            if "knowledge_base_ids" in member.overrides:
+                for i, kb in enumerate(merged.knowledge_base_ids):
+                    if kb not in kbs:
+                        col.errors.append(
+                            ConfigIssue(
+                                src,
+                                f"{prefix}.knowledge_base_ids[{i}]",
+                                f"unknown knowledge base {kb}",
+                            )
+                        )
 
 
 def load_definitions(config_dir: str | Path) -> LoadResult:

@@ -6,9 +6,10 @@ squad's members and destinations) are checked by :class:`Definitions` once every
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from convoi.definitions.ids import (
     E164,
@@ -34,6 +35,7 @@ __all__ = [
 ]
 
 MAX_FIRST_MESSAGE = 2_000
+_MEMBER_KEY = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 MAX_SYSTEM_PROMPT = 32_000
 
 
@@ -106,25 +108,32 @@ class Squad(_Model):
     context_last_n: int = Field(6, ge=1, le=200)
     max_handoffs: int = Field(8, ge=1, le=100)
 
-    @model_validator(mode="after")
-    def _members_resolve(self) -> Squad:
-        for key in self.members:
-            if not key.replace("_", "").isalnum() or not key[0].isalpha() or key != key.lower():
-                raise ValueError(f"member key {key!r} must be lowercase letters, digits and _")
+    @field_validator("members")
+    @classmethod
+    def _member_keys(cls, members: dict[str, SquadMember]) -> dict[str, SquadMember]:
+        for key in members:
+            if not _MEMBER_KEY.fullmatch(key):
+                raise ValueError(f"member key {key!r} must be lowercase a-z, digits and _")
+        return members
+
+    def problems(self) -> list[tuple[str, str]]:
+        """``(field, problem)`` for members that do not resolve within the squad."""
+        out: list[tuple[str, str]] = []
         if self.start_member not in self.members:
-            raise ValueError(
-                f"start_member {self.start_member!r} is not a member "
-                f"(members: {', '.join(self.members)})"
+            out.append(
+                (
+                    "start_member",
+                    f"{self.start_member!r} is not a member (members: {', '.join(self.members)})",
+                )
             )
         for key, member in self.members.items():
-            for handoff in member.handoffs:
-                if handoff.to not in self.members:
-                    raise ValueError(
-                        f"members.{key}.handoffs: destination {handoff.to!r} is not a member"
-                    )
+            for i, handoff in enumerate(member.handoffs):
+                where = f"members.{key}.handoffs[{i}].to"
                 if handoff.to == key:
-                    raise ValueError(f"members.{key}.handoffs: a member cannot hand off to itself")
-        return self
+                    out.append((where, "a member cannot hand off to itself"))
+                elif handoff.to not in self.members:
+                    out.append((where, f"destination {handoff.to!r} is not a member"))
+        return out
 
 
 class SipTrunk(_Model):

@@ -9,7 +9,15 @@ from __future__ import annotations
 
 from typing import ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    field_validator,
+)
 
 __all__ = [
     "LLM_PROVIDERS",
@@ -44,10 +52,10 @@ class OpenAILLM(_Block):
     kind: ClassVar[str] = "llm"
     provider: Literal["openai"] = "openai"
     model: str = Field("gpt-4o-mini", min_length=1, max_length=128)
-    temperature: float | None = Field(None, ge=0.0, le=2.0)
-    top_p: float | None = Field(None, gt=0.0, le=1.0)
-    max_completion_tokens: int | None = Field(None, ge=1, le=32_768)
-    parallel_tool_calls: bool | None = None
+    temperature: StrictFloat | None = Field(None, ge=0.0, le=2.0)
+    top_p: StrictFloat | None = Field(None, gt=0.0, le=1.0)
+    max_completion_tokens: StrictInt | None = Field(None, ge=1, le=32_768)
+    parallel_tool_calls: StrictBool | None = None
 
 
 class DeepgramSTT(_Block):
@@ -59,10 +67,10 @@ class DeepgramSTT(_Block):
     language: str = Field(
         "en-US", min_length=2, max_length=16, pattern=r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$|^multi$"
     )
-    endpointing_ms: int = Field(25, ge=0, le=10_000)
-    punctuate: bool = True
-    smart_format: bool = False
-    filler_words: bool = True
+    endpointing_ms: StrictInt = Field(25, ge=0, le=10_000)
+    punctuate: StrictBool = True
+    smart_format: StrictBool = False
+    filler_words: StrictBool = True
     keyterms: tuple[str, ...] = Field((), max_length=100)
 
 
@@ -73,11 +81,11 @@ class ElevenLabsTTS(_Block):
     provider: Literal["elevenlabs"] = "elevenlabs"
     voice_id: str = Field(..., min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
     model: str = Field("eleven_turbo_v2_5", min_length=1, max_length=128)
-    speed: float | None = Field(None, ge=0.7, le=1.2)
-    stability: float | None = Field(None, ge=0.0, le=1.0)
-    similarity_boost: float | None = Field(None, ge=0.0, le=1.0)
-    style: float | None = Field(None, ge=0.0, le=1.0)
-    use_speaker_boost: bool | None = None
+    speed: StrictFloat | None = Field(None, ge=0.7, le=1.2)
+    stability: StrictFloat | None = Field(None, ge=0.0, le=1.0)
+    similarity_boost: StrictFloat | None = Field(None, ge=0.0, le=1.0)
+    style: StrictFloat | None = Field(None, ge=0.0, le=1.0)
+    use_speaker_boost: StrictBool | None = None
     language: str | None = Field(None, min_length=2, max_length=8)
     encoding: Literal[
         "pcm_16000", "pcm_22050", "pcm_24000", "pcm_44100", "mp3_22050_32", "mp3_44100_128"

@@ -36,18 +36,26 @@ PLACEHOLDERS = ("{name}", "{contact_name}", "<name>", "<contact_name>")
 
 _RECOGNISED = re.compile(r"\{(?:contact_)?name\}|<(?:contact_)?name>")
 _ANY_PLACEHOLDER = re.compile(r"\{\s*[A-Za-z_][A-Za-z0-9_]*\s*\}|<\s*[A-Za-z_][A-Za-z0-9_]*\s*>")
-_BIDI = {"\u202a", "\u202b", "\u202c", "\u202d", "\u202e", "\u2066", "\u2067", "\u2068", "\u2069"}
+
+
+def _keep(ch: str) -> bool:
+    """Drop control characters and invisible format characters (bidi marks, zero-width spaces,
+    BOM), but keep the zero-width joiner and tag characters that emoji sequences are made of."""
+    if ch.isspace():
+        return True
+    category = unicodedata.category(ch)
+    if category == "Cc":
+        return False
+    if category == "Cf":
+        return ch == "\u200d" or "\U000e0020" <= ch <= "\U000e007f"
+    return True
 
 
 def clean_name(name: str | None) -> str:
     """The name as it will be spoken, or :data:`FALLBACK_NAME` when nothing usable is left."""
     if not name:
         return FALLBACK_NAME
-    kept = "".join(
-        " " if ch.isspace() else ch
-        for ch in name
-        if ch not in _BIDI and (ch.isspace() or unicodedata.category(ch) != "Cc")
-    )
+    kept = "".join(" " if ch.isspace() else ch for ch in name if _keep(ch))
     kept = " ".join(kept.split())
     if len(kept) > MAX_NAME_CHARS:
         cut = kept[:MAX_NAME_CHARS]

@@ -6,7 +6,8 @@ Rules, each with its own test in ``tests/test_overrides.py``:
 2. ``llm`` / ``tts`` / ``stt`` merge key by key when the provider is unchanged (or not given).
 3. A different ``provider`` replaces the whole block; the replacement is noted (and logged).
 4. ``knowledge_base_ids`` replaces the list (it is not appended to).
-5. Keys that are absent or ``null`` in the overrides leave the definition untouched.
+5. Keys that are absent or ``null`` in the overrides leave the definition untouched, at the top
+   level and inside ``llm`` / ``tts`` / ``stt``.
 6. The result is validated again as an :class:`~convoi.definitions.models.Agent`; a problem is
    reported under the override's own field path (``agent_overrides.llm.temperature``).
 
@@ -86,6 +87,7 @@ def merge(
     notes: list[str] = []
     for key, value in overrides.model_dump(exclude_none=True).items():
         if key in _BLOCKS:
+            value = {k: v for k, v in value.items() if v is not None}  # null = leave as defined
             current = data[key]
             new_provider = value.get("provider", current["provider"])
             if new_provider != current["provider"]:

@@ -15,30 +15,10 @@ from livekit.plugins import deepgram, elevenlabs, openai
 
 from convoi.definitions.models import Agent
 from convoi.definitions.providers import DeepgramSTT, ElevenLabsTTS, OpenAILLM
+from convoi.pipeline.voices import resolve_voice
 from convoi.settings import WorkerSettings
 
-__all__ = [
-    "VOICE_ALIASES",
-    "Pipeline",
-    "PipelineError",
-    "build_llm",
-    "build_pipeline",
-    "build_stt",
-    "build_tts",
-    "describe",
-    "resolve_voice",
-]
-
-VOICE_ALIASES: dict[str, str] = {
-    "rachel": "21m00Tcm4TlvDq8ikWAM",
-    "adam": "pNInz6obpgDQGcFmaJgB",
-    "bella": "EXAVITQu4vr4xnAQs5B",
-    "josh": "TxGEqnHWrfWFTfGW9XjX",
-    "antoni": "ErXwobaYiN019PkySvjV",
-    "elli": "MF3mGyEYCl7XYWbV9V6O",
-}
-"""Friendly names of ElevenLabs premade voices (as in the seed's ``"voice_id": "rachel"``).
-Any other value is passed to ElevenLabs as a voice id unchanged."""
+__all__ = ["Pipeline", "PipelineError", "build_llm", "build_pipeline", "build_stt", "build_tts"]
 
 
 class PipelineError(ValueError):
@@ -52,11 +32,6 @@ class Pipeline:
     stt: Any
     llm: Any
     tts: Any
-
-
-def resolve_voice(voice_id: str) -> str:
-    """The ElevenLabs voice id for ``voice_id`` (aliases resolved, case-insensitively)."""
-    return VOICE_ALIASES.get(voice_id.lower(), voice_id)
 
 
 def _key(value: Any, variable: str) -> str:
@@ -139,29 +114,3 @@ def build_pipeline(agent: Agent, settings: WorkerSettings) -> Pipeline:
         llm=build_llm(agent.llm, settings),
         tts=build_tts(agent.tts, settings),
     )
-
-
-def describe(agent: Agent, settings: WorkerSettings) -> dict[str, dict[str, Any]]:
-    """The provider settings in effect for ``agent``, without secrets (for ``check-call``)."""
-
-    def endpoint(url: str | None, default: str) -> str:
-        return url or default
-
-    return {
-        "llm": {
-            **agent.llm.model_dump(exclude_none=True),
-            "endpoint": endpoint(settings.openai_base_url, "https://api.openai.com/v1"),
-            "api_key": "set" if settings.openai_api_key else "MISSING (OPENAI_API_KEY)",
-        },
-        "stt": {
-            **agent.stt.model_dump(exclude_none=True),
-            "endpoint": endpoint(settings.deepgram_base_url, "wss://api.deepgram.com/v1/listen"),
-            "api_key": "set" if settings.deepgram_api_key else "MISSING (DEEPGRAM_API_KEY)",
-        },
-        "tts": {
-            **agent.tts.model_dump(exclude_none=True),
-            "resolved_voice_id": resolve_voice(agent.tts.voice_id),
-            "endpoint": endpoint(settings.eleven_base_url, "https://api.elevenlabs.io/v1"),
-            "api_key": "set" if settings.eleven_api_key else "MISSING (ELEVEN_API_KEY)",
-        },
-    }
