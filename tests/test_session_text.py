@@ -182,3 +182,13 @@ async def test_end_call_tool_ends_the_session_as_agent_hangup(defs: Definitions)
         session.run(user_input="Thanks, bye")
         await asyncio.wait_for(closed, TIMEOUT)
     assert session.userdata.ended_reason == "agent_hangup"
+
+
+async def test_voice_sessions_use_only_local_turn_and_interruption_detection(defs: Definitions) -> None:
+    """LiveKit Cloud's turn detector and adaptive interruption model are never used (offline)."""
+    harness = Harness([])
+    session, _ = build_session(
+        web_call(defs), WorkerSettings(), vad=object(), pipeline_factory=harness.factory
+    )
+    assert session.interruption_detection == "vad"
+    assert session.turn_detection == "vad"

@@ -40,6 +40,9 @@ class WorkerSettings(BaseSettings):
     max_retry: int = Field(16, alias="CONVOI_MAX_RETRY", ge=0, le=100)
     """How many times the worker retries connecting to LiveKit before exiting non-zero."""
 
+    console_call: Path | None = Field(None, alias="CONVOI_CONSOLE_CALL")
+    """CallSpec JSON file for ``console`` mode (default: a web call to the first agent)."""
+
     openai_api_key: SecretStr | None = Field(None, alias="OPENAI_API_KEY")
     openai_base_url: str | None = Field(None, alias="OPENAI_BASE_URL")
     """Chat-completions root, e.g. ``https://api.openai.com/v1`` (the default when unset)."""

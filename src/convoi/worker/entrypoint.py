@@ -14,10 +14,11 @@ from typing import Any
 from livekit import rtc
 from livekit.agents import JobContext, JobProcess, llm, room_io
 from livekit.agents.voice.events import CloseEvent
+from livekit.plugins import silero  # plugins register on import, which must be the main thread
 
 from convoi.callspec import CallSpecError, ResolvedCall, resolve_call
 from convoi.definitions.loader import load_definitions
-from convoi.pipeline import PipelineError
+from convoi.pipeline.factory import PipelineError
 from convoi.settings import WorkerSettings
 from convoi.worker.log import logger
 from convoi.worker.session import build_session
@@ -30,8 +31,6 @@ PARTICIPANT_JOIN_TIMEOUT = 120.0
 
 def prewarm(proc: JobProcess) -> None:
     """Once per job process: load silero's VAD and the definitions."""
-    from livekit.plugins import silero
-
     settings = WorkerSettings()
     proc.userdata["settings"] = settings
     proc.userdata["definitions"] = load_definitions(settings.config_dir).definitions
@@ -52,6 +51,15 @@ def transcript_of(session: Any) -> list[dict[str, Any]]:
     ]
 
 
+def console_callspec(settings: WorkerSettings, defs: Any) -> str:
+    """The CallSpec for ``convoi-worker console``: CONVOI_CONSOLE_CALL, else a web call to the
+    first agent (console jobs carry no dispatch metadata)."""
+    if settings.console_call is not None:
+        return settings.console_call.read_text(encoding="utf-8")
+    first = sorted(defs.agents)[0]
+    return json.dumps({"call_id": "call_console0001", "type": "web", "agent_id": first})
+
+
 def _call_id_of(metadata: str) -> str | None:
     try:
         value = json.loads(metadata).get("call_id")
@@ -69,15 +77,18 @@ async def entrypoint(ctx: JobContext) -> None:
     """Conduct the call described by ``ctx.job.metadata``."""
     _ensure_ready(ctx.proc)
     settings: WorkerSettings = ctx.proc.userdata["settings"]
+    metadata = ctx.job.metadata
+    if ctx.is_fake_job() and not metadata.strip():
+        metadata = console_callspec(settings, ctx.proc.userdata["definitions"])
     fields: dict[str, Any] = {
         "job_id": ctx.job.id,
         "room": ctx.room.name,
-        "call_id": _call_id_of(ctx.job.metadata),
+        "call_id": _call_id_of(metadata),
     }
     ctx.log_context_fields = fields
 
     try:
-        call = resolve_call(ctx.job.metadata, ctx.proc.userdata["definitions"])
+        call = resolve_call(metadata, ctx.proc.userdata["definitions"])
         session, agent = build_session(call, settings, vad=ctx.proc.userdata["vad"])
     except CallSpecError as exc:
         logger.error(
@@ -106,6 +117,9 @@ async def entrypoint(ctx: JobContext) -> None:
 async def _run_call(
     ctx: JobContext, call: ResolvedCall, session: Any, agent: Any, fields: dict[str, Any]
 ) -> None:
+    if ctx.is_fake_job():  # console: the terminal is the caller
+        await session.start(agent=agent, room=ctx.room)
+        return
     await ctx.connect()
     logger.info(
         "call accepted",

@@ -9,7 +9,7 @@ from livekit.agents import AgentSession
 
 from convoi.callspec import ResolvedCall
 from convoi.definitions.models import Agent
-from convoi.pipeline import Pipeline, build_pipeline
+from convoi.pipeline.factory import Pipeline, build_pipeline  # imports the plugins (main thread)
 from convoi.settings import WorkerSettings
 from convoi.worker.agent import ConvoiAgent
 from convoi.worker.state import CallState
@@ -31,15 +31,19 @@ def build_session(
     """The session (VAD, turn handling, per-call state) and the agent that answers first.
 
     Each agent carries its own STT, LLM and TTS, so squad members can differ. With ``vad=None``
-    (text-mode tests) turn detection is off; otherwise turns end on the local silero VAD, so no
-    cloud turn detector is ever contacted.
+    (text-mode tests) turn detection is off; otherwise turns end on the local silero VAD.
+    Neither turn detection nor interruption handling contacts a cloud model.
     """
     start = call.start_agent
     pipeline = pipeline_factory(start.agent, settings)
     agent = ConvoiAgent(start, stt=pipeline.stt, llm=pipeline.llm, tts=pipeline.tts)
     session: AgentSession[CallState] = AgentSession(
         vad=vad,
-        turn_handling={"turn_detection": "vad" if vad is not None else None},
+        turn_handling={
+            "turn_detection": "vad" if vad is not None else None,
+            # "adaptive" interruption detection calls LiveKit Cloud; plain VAD runs locally
+            "interruption": {"mode": "vad"},
+        },
         userdata=CallState(call=call),
     )
     return session, agent
