@@ -1,0 +1,137 @@
+"""Call events: what the worker reports to the control plane (DESIGN §8).
+
+Every event carries a unique ``id`` (delivery is at least once; receivers de-duplicate by id), the
+call's ``sequence`` number (1, 2, 3, … per call, so order is recoverable), the current status and
+the call's ``metadata``. ``call.ended`` adds the transcript, handoffs and per-turn latency.
+
+Wire format: JSON of :class:`CallEvent` (``model_dump_json``); money as strings (exact decimals).
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = [
+    "EVENT_TYPES",
+    "CallEvent",
+    "CallStatus",
+    "Cost",
+    "EndedReason",
+    "EventType",
+    "Fault",
+    "Handoff",
+    "TranscriptEntry",
+    "TurnLatency",
+    "UsageEntry",
+]
+
+CallStatus = Literal[
+    "initiated", "ringing", "active", "completed", "busy", "no_answer", "failed", "canceled"
+]
+EndedReason = Literal[
+    "customer_hangup",
+    "agent_hangup",
+    "transferred",
+    "silence_timeout",
+    "max_duration",
+    "voicemail",
+    "dial_busy",
+    "dial_no_answer",
+    "dial_failed",
+    "participant_never_joined",
+    "invalid_request",
+    "provider_error",
+    "worker_shutdown",
+    "worker_error",
+]
+Fault = Literal["customer", "provider", "platform", "config"]
+EventType = Literal["call.status", "call.progress", "call.ended"]
+EVENT_TYPES: tuple[EventType, ...] = ("call.status", "call.progress", "call.ended")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Cost(_Model):
+    """Cost so far (or final), USD, exact decimals; rounded only for display."""
+
+    amount: Decimal
+    currency: Literal["USD"] = "USD"
+    by_component: dict[str, Decimal] = Field(default_factory=dict)
+    """``llm``, ``stt``, ``tts``, ``telephony``, ``platform``."""
+    by_member: dict[str, Decimal] = Field(default_factory=dict)
+    """Per squad member key (``agent`` for single-agent calls); model costs only."""
+    unpriced: list[str] = Field(default_factory=list)
+    """Usage lines with no price in the price list, e.g. ``llm openai/gpt-9 (agent)``."""
+
+
+class UsageEntry(_Model):
+    """Usage of one model by one member."""
+
+    member: str
+    kind: Literal["llm", "stt", "tts"]
+    provider: str
+    model: str
+    input_tokens: int = 0
+    cached_input_tokens: int = 0
+    output_tokens: int = 0
+    audio_seconds: float = 0.0
+    characters: int = 0
+
+
+class TranscriptEntry(_Model):
+    """One spoken message."""
+
+    role: Literal["user", "assistant"]
+    text: str
+    at: float
+    """Unix time the message was committed."""
+    member: str | None = None
+    interrupted: bool = False
+
+
+class Handoff(_Model):
+    """A transfer between squad members."""
+
+    from_member: str
+    to_member: str
+    reason: str | None = None
+    at: float
+
+
+class TurnLatency(_Model):
+    """Per-turn latency from livekit-agents' ``ChatMessage.metrics`` (seconds)."""
+
+    member: str | None = None
+    e2e_latency: float | None = None
+    transcription_delay: float | None = None
+    end_of_turn_delay: float | None = None
+    llm_node_ttft: float | None = None
+    tts_node_ttfb: float | None = None
+
+
+class CallEvent(_Model):
+    """One event on the wire."""
+
+    id: str
+    """Unique (``evt_`` + 32 hex); receivers de-duplicate by it."""
+    call_id: str
+    sequence: int = Field(..., ge=1)
+    type: EventType
+    created_at: float
+    status: CallStatus
+    ended_reason: EndedReason | None = None
+    fault: Fault | None = None
+    detail: str | None = None
+    """Human-readable detail, e.g. the offending field of an invalid request."""
+    duration_seconds: float = 0.0
+    cost: Cost
+    usage: list[UsageEntry] = Field(default_factory=list)
+    metadata: dict[str, Any] | None = None
+    transcript: list[TranscriptEntry] | None = None
+    handoffs: list[Handoff] | None = None
+    latency: list[TurnLatency] | None = None
