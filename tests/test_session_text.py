@@ -184,7 +184,9 @@ async def test_end_call_tool_ends_the_session_as_agent_hangup(defs: Definitions)
     assert session.userdata.ended_reason == "agent_hangup"
 
 
-async def test_voice_sessions_use_only_local_turn_and_interruption_detection(defs: Definitions) -> None:
+async def test_voice_sessions_use_only_local_turn_and_interruption_detection(
+    defs: Definitions,
+) -> None:
     """LiveKit Cloud's turn detector and adaptive interruption model are never used (offline)."""
     harness = Harness([])
     session, _ = build_session(
