@@ -12,7 +12,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_serializer
 
 __all__ = [
     "EVENT_TYPES",
@@ -67,6 +67,20 @@ class Cost(_Model):
     """Per squad member key (``agent`` for single-agent calls); model costs only."""
     unpriced: list[str] = Field(default_factory=list)
     """Usage lines with no price in the price list, e.g. ``llm openai/gpt-9 (agent)``."""
+
+    @field_serializer("amount")
+    def _plain(self, value: Decimal) -> str:
+        return _plain_decimal(value)
+
+    @field_serializer("by_component", "by_member")
+    def _plain_map(self, value: dict[str, Decimal]) -> dict[str, str]:
+        return {k: _plain_decimal(v) for k, v in value.items()}
+
+
+def _plain_decimal(value: Decimal) -> str:
+    """Exact, in plain notation (never ``1.2E-7``), trailing zeros trimmed."""
+    text = format(value, "f")
+    return text.rstrip("0").rstrip(".") if "." in text else text
 
 
 class UsageEntry(_Model):
