@@ -35,7 +35,7 @@ __all__ = [
 ]
 
 MAX_FIRST_MESSAGE = 2_000
-_MEMBER_KEY = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+_MEMBER_KEY = re.compile(r"^[a-z][a-z0-9_]{0,51}$")  # transfer_to_<key> fits 64-char tool names
 MAX_SYSTEM_PROMPT = 32_000
 
 
@@ -113,7 +113,9 @@ class Squad(_Model):
     def _member_keys(cls, members: dict[str, SquadMember]) -> dict[str, SquadMember]:
         for key in members:
             if not _MEMBER_KEY.fullmatch(key):
-                raise ValueError(f"member key {key!r} must be lowercase a-z, digits and _")
+                raise ValueError(
+                    f"member key {key!r} must be lowercase a-z, digits and _, at most 52 characters"
+                )
         return members
 
     def problems(self) -> list[tuple[str, str]]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from livekit.agents import Agent, RunContext, function_tool
+from livekit.agents.llm import ChatContext
 
 from convoi.callspec import EffectiveAgent
 from convoi.worker.log import logger
@@ -29,7 +30,8 @@ class ConvoiAgent(Agent):
     """One effective agent running in an AgentSession.
 
     On entering the session it speaks its rendered first_message, or asks the LLM for an opener
-    when there is none.
+    when there is none. ``tools`` are added after the built-in ones; ``chat_ctx`` is the history
+    it starts with (a squad member taking over a call), empty by default.
     """
 
     def __init__(
@@ -40,6 +42,7 @@ class ConvoiAgent(Agent):
         llm: Any = None,
         tts: Any = None,
         tools: list[Any] | None = None,
+        chat_ctx: ChatContext | None = None,
     ) -> None:
         built_in = (
             [function_tool(self._end_call, name="end_call", description=END_CALL_DESCRIPTION)]
@@ -52,6 +55,7 @@ class ConvoiAgent(Agent):
             llm=llm,
             tts=tts,
             tools=[*built_in, *(tools or [])],
+            chat_ctx=chat_ctx,
             id=effective.key,
         )
         self.effective = effective

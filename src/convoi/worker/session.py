@@ -11,6 +11,7 @@ from convoi.callspec import ResolvedCall
 from convoi.definitions.models import Agent
 from convoi.pipeline.factory import Pipeline, build_pipeline  # imports the plugins (main thread)
 from convoi.settings import WorkerSettings
+from convoi.squads import SquadRuntime
 from convoi.worker.agent import ConvoiAgent
 from convoi.worker.state import CallState
 
@@ -30,13 +31,21 @@ def build_session(
 ) -> tuple[AgentSession[CallState], ConvoiAgent]:
     """The session (VAD, turn handling, per-call state) and the agent that answers first.
 
-    Each agent carries its own STT, LLM and TTS, so squad members can differ. With ``vad=None``
+    Each agent carries its own STT, LLM and TTS, so squad members can differ. A squad call
+    starts with its start member, built by a :class:`~convoi.squads.SquadRuntime` kept on
+    ``session.userdata.squad`` (handoffs, current member). With ``vad=None``
     (text-mode tests) turn detection is off; otherwise turns end on the local silero VAD.
     Neither turn detection nor interruption handling contacts a cloud model.
     """
-    start = call.start_agent
-    pipeline = pipeline_factory(start.agent, settings)
-    agent = ConvoiAgent(start, stt=pipeline.stt, llm=pipeline.llm, tts=pipeline.tts)
+    squad: SquadRuntime | None = None
+    agent: ConvoiAgent
+    if call.squad is not None:
+        squad = SquadRuntime(call, settings, pipeline_factory)
+        agent = squad.start_agent()
+    else:
+        start = call.start_agent
+        pipeline = pipeline_factory(start.agent, settings)
+        agent = ConvoiAgent(start, stt=pipeline.stt, llm=pipeline.llm, tts=pipeline.tts)
     session: AgentSession[CallState] = AgentSession(
         vad=vad,
         turn_handling={
@@ -44,6 +53,6 @@ def build_session(
             # "adaptive" interruption detection calls LiveKit Cloud; plain VAD runs locally
             "interruption": {"mode": "vad"},
         },
-        userdata=CallState(call=call),
+        userdata=CallState(call=call, squad=squad),
     )
     return session, agent

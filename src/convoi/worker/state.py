@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from convoi.callspec import ResolvedCall
+
+if TYPE_CHECKING:
+    from convoi.squads import SquadRuntime
 
 __all__ = ["CallState"]
 
@@ -16,3 +20,5 @@ class CallState:
     call: ResolvedCall
     ended_reason: str | None = None
     """Set when the call's end is decided (``agent_hangup``, ``customer_hangup``, …)."""
+    squad: SquadRuntime | None = None
+    """A squad call's runtime: ``squad.handoffs`` and ``squad.current_member`` (None otherwise)."""
