@@ -1,8 +1,9 @@
 """The job entrypoint: one dispatched job = one call.
 
-parse CallSpec → resolve → merge → build → join the room → greet → converse → end. A job whose
-CallSpec is invalid ends with a structured ``call rejected`` log line naming the field; the worker
-process carries on serving other jobs.
+parse CallSpec → resolve → merge → build → join the room → greet → converse → end, reporting the
+call's lifecycle as events (initiated → active → terminal) through the durable outbox. A job whose
+CallSpec is invalid ends with a structured ``call rejected`` log line naming the field and a
+``failed`` / ``invalid_request`` report; the worker process carries on serving other jobs.
 """
 
 from __future__ import annotations
@@ -12,43 +13,38 @@ import json
 from typing import Any
 
 from livekit import rtc
-from livekit.agents import JobContext, JobProcess, llm, room_io
+from livekit.agents import JobContext, JobProcess, room_io
 from livekit.agents.voice.events import CloseEvent
 from livekit.plugins import silero  # plugins register on import, which must be the main thread
+from pydantic import TypeAdapter
 
 from convoi.callspec import CallSpecError, ResolvedCall, resolve_call
+from convoi.definitions.ids import CallId
 from convoi.definitions.loader import load_definitions
 from convoi.pipeline.factory import PipelineError
+from convoi.reporting.channel import ReportingChannel
+from convoi.reporting.delivery import DeliverySettings
+from convoi.reporting.reporter import CallReporter
 from convoi.settings import WorkerSettings
 from convoi.worker.log import logger
+from convoi.worker.recording import SessionRecorder
 from convoi.worker.session import build_session
 
-__all__ = ["PARTICIPANT_JOIN_TIMEOUT", "entrypoint", "prewarm"]
+__all__ = ["PARTICIPANT_JOIN_TIMEOUT", "console_callspec", "entrypoint", "prewarm"]
 
 PARTICIPANT_JOIN_TIMEOUT = 120.0
 """Seconds a web call waits for its browser participant before ending ``participant_never_joined``."""
 
+_CALL_ID = TypeAdapter(CallId)
+
 
 def prewarm(proc: JobProcess) -> None:
-    """Once per job process: load silero's VAD and the definitions."""
+    """Once per job process: load silero's VAD, the definitions and the reporting settings."""
     settings = WorkerSettings()
     proc.userdata["settings"] = settings
     proc.userdata["definitions"] = load_definitions(settings.config_dir).definitions
+    proc.userdata["delivery"] = DeliverySettings()
     proc.userdata["vad"] = silero.VAD.load()
-
-
-def transcript_of(session: Any) -> list[dict[str, Any]]:
-    """The conversation so far: role, text and time of each spoken message."""
-    return [
-        {
-            "role": item.role,
-            "text": item.text_content or "",
-            "at": item.created_at,
-            "interrupted": item.interrupted,
-        }
-        for item in session.history.items
-        if isinstance(item, llm.ChatMessage) and item.role in ("user", "assistant")
-    ]
 
 
 def console_callspec(settings: WorkerSettings, defs: Any) -> str:
@@ -60,12 +56,20 @@ def console_callspec(settings: WorkerSettings, defs: Any) -> str:
     return json.dumps({"call_id": "call_console0001", "type": "web", "agent_id": first})
 
 
-def _call_id_of(metadata: str) -> str | None:
+def _peek(metadata: str) -> dict[str, Any]:
+    """Best-effort top-level fields of a CallSpec, even an invalid one (to report on it)."""
     try:
-        value = json.loads(metadata).get("call_id")
-    except (ValueError, AttributeError):
+        data = json.loads(metadata)
+    except (ValueError, RecursionError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _valid_call_id(value: object) -> str | None:
+    try:
+        return _CALL_ID.validate_python(value) if isinstance(value, str) else None
+    except ValueError:
         return None
-    return value if isinstance(value, str) else None
 
 
 def _ensure_ready(proc: JobProcess) -> None:
@@ -77,49 +81,113 @@ async def entrypoint(ctx: JobContext) -> None:
     """Conduct the call described by ``ctx.job.metadata``."""
     _ensure_ready(ctx.proc)
     settings: WorkerSettings = ctx.proc.userdata["settings"]
+    defs = ctx.proc.userdata["definitions"]
     metadata = ctx.job.metadata
     if ctx.is_fake_job() and not metadata.strip():
-        metadata = console_callspec(settings, ctx.proc.userdata["definitions"])
-    fields: dict[str, Any] = {
-        "job_id": ctx.job.id,
-        "room": ctx.room.name,
-        "call_id": _call_id_of(metadata),
-    }
+        metadata = console_callspec(settings, defs)
+    peek = _peek(metadata)
+    call_id = _valid_call_id(peek.get("call_id"))
+    fields: dict[str, Any] = {"job_id": ctx.job.id, "room": ctx.room.name, "call_id": call_id}
     ctx.log_context_fields = fields
+    channel = ReportingChannel(ctx.proc.userdata["delivery"])
+    channel.start()
 
     try:
-        call = resolve_call(metadata, ctx.proc.userdata["definitions"])
+        call = resolve_call(metadata, defs)
         session, agent = build_session(call, settings, vad=ctx.proc.userdata["vad"])
-    except CallSpecError as exc:
-        logger.error(
-            "call rejected: invalid CallSpec",
-            extra={
-                **fields,
-                "status": "failed",
-                "reason": exc.reason,
-                "field": exc.field,
-                "problem": exc.problem,
-            },
-        )
-        ctx.shutdown(reason=f"{exc.reason}: {exc}")
-        return
-    except PipelineError as exc:
-        logger.error(
-            "call rejected: provider configuration",
-            extra={**fields, "status": "failed", "reason": "provider_error", "problem": str(exc)},
-        )
-        ctx.shutdown(reason=f"provider_error: {exc}")
+    except (CallSpecError, PipelineError) as exc:
+        await _reject(ctx, exc, peek, call_id, fields, channel, defs)
         return
 
-    await _run_call(ctx, call, session, agent, fields)
+    await _run_call(ctx, call, session, agent, fields, channel)
+
+
+async def _reject(
+    ctx: JobContext,
+    exc: CallSpecError | PipelineError,
+    peek: dict[str, Any],
+    call_id: str | None,
+    fields: dict[str, Any],
+    channel: ReportingChannel,
+    defs: Any,
+) -> None:
+    """End a call that cannot run: log it, report ``failed`` with the reason, free the job."""
+    if isinstance(exc, CallSpecError):
+        reason, where, problem = exc.reason, exc.field, exc.problem
+        message = "call rejected: invalid CallSpec"
+    else:
+        reason, where, problem = "provider_error", None, str(exc)
+        message = "call rejected: provider configuration"
+    logger.error(
+        message,
+        extra={**fields, "status": "failed", "reason": reason, "field": where, "problem": problem},
+    )
+    if call_id is None:
+        logger.error("cannot report this call: its CallSpec has no valid call_id", extra=fields)
+    else:
+        metadata = peek.get("metadata")
+        reporter = CallReporter(
+            call_id,
+            phone=peek.get("type") == "outbound_phone",
+            store=channel.outbox,
+            prices=defs.prices,
+            metadata=metadata if isinstance(metadata, dict) else None,
+            on_event=channel.on_event,
+        )
+        await reporter.initiated()
+        await reporter.end(reason, detail=f"{where}: {problem}" if where else problem)  # type: ignore[arg-type]
+    await channel.aclose(timeout=10)
+    ctx.shutdown(reason=f"{reason}: {exc}")
 
 
 async def _run_call(
-    ctx: JobContext, call: ResolvedCall, session: Any, agent: Any, fields: dict[str, Any]
+    ctx: JobContext,
+    call: ResolvedCall,
+    session: Any,
+    agent: Any,
+    fields: dict[str, Any],
+    channel: ReportingChannel,
 ) -> None:
+    recorder = SessionRecorder(session, call)
+    reporter = CallReporter(
+        call.spec.call_id,
+        phone=call.spec.type == "outbound_phone",
+        store=channel.outbox,
+        prices=ctx.proc.userdata["definitions"].prices,
+        metadata=call.spec.metadata,
+        usage=recorder.usage_entries,
+        on_event=channel.on_event,
+    )
+    await reporter.initiated()
+    state = session.userdata
+
+    async def finish(shutdown_reason: str) -> None:
+        await reporter.end(
+            state.ended_reason or "worker_shutdown",
+            transcript=recorder.transcript,
+            handoffs=recorder.handoffs(),
+            latency=recorder.latency,
+        )
+        life = reporter.lifecycle
+        logger.info(
+            "call ended",
+            extra={
+                **fields,
+                "status": life.status,
+                "reason": life.ended_reason,
+                "duration_seconds": round(life.duration_seconds(0.0), 3),
+                "transcript": [e.model_dump(mode="json") for e in recorder.transcript],
+            },
+        )
+        await channel.aclose(timeout=10)
+
+    ctx.add_shutdown_callback(finish)
+
     if ctx.is_fake_job():  # console: the terminal is the caller
         await session.start(agent=agent, room=ctx.room)
+        await reporter.active(channel.settings.progress_interval)
         return
+
     await ctx.connect()
     logger.info(
         "call accepted",
@@ -141,32 +209,25 @@ async def _run_call(
             timeout=PARTICIPANT_JOIN_TIMEOUT,
         )
     except TimeoutError:
-        logger.warning(
-            "call ended: participant never joined",
-            extra={**fields, "reason": "participant_never_joined"},
-        )
+        logger.warning("participant never joined", extra=fields)
+        state.ended_reason = "participant_never_joined"
         ctx.shutdown(reason="participant_never_joined")
         return
 
     @session.on("close")
     def _on_close(ev: CloseEvent) -> None:
-        state = session.userdata
-        reason = state.ended_reason or (
-            "customer_hangup" if ev.reason.value == "participant_disconnected" else ev.reason.value
-        )
-        state.ended_reason = reason
-        logger.info(
-            "call ended",
-            extra={
-                **fields,
-                "reason": reason,
-                "error": str(ev.error) if ev.error else None,
-                "transcript": transcript_of(session),
-            },
-        )
-        if reason == "agent_hangup":
+        if state.ended_reason is None:
+            if ev.reason.value == "participant_disconnected":
+                state.ended_reason = "customer_hangup"
+            elif ev.error is not None:
+                state.ended_reason = "provider_error"
+            else:
+                state.ended_reason = (
+                    "worker_error" if ev.reason.value == "error" else "agent_hangup"
+                )
+        if state.ended_reason == "agent_hangup":
             ctx.delete_room()
-        ctx.shutdown(reason=reason)
+        ctx.shutdown(reason=state.ended_reason)
 
     await session.start(
         agent=agent,
@@ -175,3 +236,4 @@ async def _run_call(
             participant_identity=participant.identity, close_on_disconnect=True
         ),
     )
+    await reporter.active(channel.settings.progress_interval)
