@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from convoi.devstack.harness import EmulatorsProcess, WorkerProcess
+from convoi.devstack.harness import EmulatorsProcess, ReceiverProcess, WorkerProcess
 from convoi.devstack.livekit_server import LiveKitServer
 
 
@@ -21,6 +21,9 @@ def livekit_server() -> Iterator[LiveKitServer]:
     """
     with LiveKitServer() as server:
         yield server
+
+
+E2E_EVENTS_SECRET = "e2e-events-secret-0123456789abcdef"
 
 
 @pytest.fixture(scope="session")
@@ -40,17 +43,49 @@ def emulators(artifacts_dir: Path) -> Iterator[EmulatorsProcess]:
 
 
 @pytest.fixture(scope="session")
-def worker(
-    livekit_server: LiveKitServer, emulators: EmulatorsProcess, artifacts_dir: Path
-) -> Iterator[WorkerProcess]:
-    """``convoi-worker start`` registered as ``convoi-e2e``, its providers the emulators."""
-    env = {
+def receiver(artifacts_dir: Path) -> Iterator[ReceiverProcess]:
+    """The reference event receiver the e2e worker reports to."""
+    db = artifacts_dir / "receiver.sqlite3"
+    db.unlink(missing_ok=True)
+    proc = ReceiverProcess(artifacts_dir / "receiver.log", db, secret=E2E_EVENTS_SECRET)
+    proc.start_and_wait()
+    yield proc
+    proc.stop()
+
+
+def worker_env(
+    livekit_server: LiveKitServer,
+    emulators: EmulatorsProcess,
+    receiver: ReceiverProcess,
+    outbox: Path,
+) -> dict[str, str]:
+    """Everything an e2e worker needs: LiveKit, the emulated providers, the receiver, an outbox."""
+    return {
         "LIVEKIT_URL": livekit_server.url,
         "LIVEKIT_API_KEY": livekit_server.api_key,
         "LIVEKIT_API_SECRET": livekit_server.api_secret,
         "CONVOI_NUM_IDLE_PROCESSES": "1",
+        "CONVOI_OUTBOX_PATH": str(outbox),
+        "CONVOI_PROGRESS_INTERVAL": "1",
+        "CONVOI_DELIVERY_BACKOFF_INITIAL": "0.2",
+        "CONVOI_DELIVERY_BACKOFF_MAX": "2",
         **emulators.provider_env(),
+        **receiver.worker_env(),
     }
+
+
+@pytest.fixture(scope="session")
+def worker(
+    livekit_server: LiveKitServer,
+    emulators: EmulatorsProcess,
+    receiver: ReceiverProcess,
+    artifacts_dir: Path,
+) -> Iterator[WorkerProcess]:
+    """``convoi-worker start`` registered as ``convoi-e2e``: providers emulated, events to the
+    reference receiver."""
+    outbox = artifacts_dir / "outbox.sqlite3"
+    outbox.unlink(missing_ok=True)
+    env = worker_env(livekit_server, emulators, receiver, outbox)
     proc = WorkerProcess(artifacts_dir / "worker.log", env, agent_name="convoi-e2e")
     proc.start_and_wait()
     yield proc

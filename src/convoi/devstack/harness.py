@@ -27,6 +27,7 @@ from convoi.devstack.state import http_ok
 __all__ = [
     "EmulatorsProcess",
     "ManagedProcess",
+    "ReceiverProcess",
     "WorkerProcess",
     "dispatch_call",
     "free_port",
@@ -162,6 +163,71 @@ class EmulatorsProcess(ManagedProcess):
         self.start()
         self.wait_for(lambda: http_ok(f"{self.base_url}/_emulator/health"), timeout, "health")
         return self
+
+
+class ReceiverProcess(ManagedProcess):
+    """The reference event receiver (``python -m convoi.receiver``) on a fixed port.
+
+    Stopping and starting it again keeps its port and database: that is a receiver outage.
+    """
+
+    SECRET_ENV = "CONVOI_EVENTS_SECRET"
+
+    def __init__(self, log_path: Path, db: Path, secret: str, *, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.secret = secret
+        argv = [
+            sys.executable,
+            "-m",
+            "convoi.receiver",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--db",
+            str(db),
+            "--secret-env",
+            self.SECRET_ENV,
+        ]
+        super().__init__("receiver", argv, log_path, {self.SECRET_ENV: secret})
+
+    @property
+    def base_url(self) -> str:
+        """``http://127.0.0.1:PORT`` (what the worker's CONVOI_API_URL points at)."""
+        return f"http://127.0.0.1:{self.port}"
+
+    def worker_env(self) -> dict[str, str]:
+        """Variables that make a worker deliver its events here."""
+        return {"CONVOI_API_URL": self.base_url, "CONVOI_EVENTS_SECRET": self.secret}
+
+    def start_and_wait(self, timeout: float = 60.0) -> ReceiverProcess:
+        """Start (again) and wait until ``/healthz`` answers."""
+        self.start()
+        self.wait_for(lambda: http_ok(f"{self.base_url}/healthz"), timeout, "health")
+        return self
+
+    def events(self, call_id: str) -> list[dict[str, Any]]:
+        """Stored events of a call, in sequence order."""
+        resp = httpx.get(f"{self.base_url}/internal/v1/calls/{call_id}/events", timeout=30)
+        resp.raise_for_status()
+        body = resp.json()
+        return list(body["events"] if isinstance(body, dict) else body)
+
+    def call(self, call_id: str) -> dict[str, Any] | None:
+        """The receiver's latest state of a call (None when it has no event of it)."""
+        resp = httpx.get(f"{self.base_url}/internal/v1/calls/{call_id}", timeout=30)
+        return None if resp.status_code == 404 else resp.json()
+
+    def wait_for_event(self, call_id: str, type_: str, timeout: float = 120.0) -> dict[str, Any]:
+        """Wait until an event of ``type_`` of the call has been stored; return it."""
+
+        def found() -> dict[str, Any] | None:
+            return next((e for e in self.events(call_id) if e.get("type") == type_), None)
+
+        self.wait_for(lambda: found() is not None, timeout, f"{type_} of {call_id}")
+        event = found()
+        assert event is not None
+        return event
 
 
 class WorkerProcess(ManagedProcess):

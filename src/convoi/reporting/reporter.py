@@ -152,8 +152,12 @@ class CallReporter:
         transcript: Sequence[TranscriptEntry] = (),
         handoffs: Sequence[Handoff] = (),
         latency: Sequence[TurnLatency] = (),
+        at: float | None = None,
     ) -> CallEvent | None:
-        """Terminal transition: ``call.status`` then ``call.ended``. No-op if already ended."""
+        """Terminal transition: ``call.status`` then ``call.ended``. No-op if already ended.
+
+        ``at`` is when the call really ended (e.g. the moment the caller hung up), if earlier
+        than now; duration and cost count up to it."""
         if self.lifecycle.is_terminal:
             return None
         if self._progress_task is not None:
@@ -161,7 +165,7 @@ class CallReporter:
         status, default_fault = classify(reason)
         if status == "completed" and not self.lifecycle.can("completed"):
             status = "failed"  # e.g. the caller left before the call became active
-        self.lifecycle.end(reason, self._clock(), status=status, fault=fault or default_fault)
+        self.lifecycle.end(reason, at or self._clock(), status=status, fault=fault or default_fault)
         await self._emit("call.status", detail=detail)
         return await self._emit(
             "call.ended",

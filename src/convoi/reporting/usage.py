@@ -31,9 +31,17 @@ class _Counter:
 class UsageTracker:
     """Accumulates usage per (member, kind, provider, model)."""
 
-    def __init__(self, agents: dict[str, Agent], current_member: Callable[[], str]) -> None:
+    def __init__(
+        self,
+        agents: dict[str, Agent],
+        current_member: Callable[[], str],
+        stt_seconds: Callable[[], dict[str, float]] | None = None,
+    ) -> None:
+        """``stt_seconds`` (member → seconds streamed), when given, replaces the STT plugin's own
+        audio metrics, which arrive in batches and can lag the end of a call."""
         self._agents = agents
         self._current = current_member
+        self._stt_seconds = stt_seconds
         self._counters: dict[tuple[str, str, str, str], _Counter] = {}
 
     def _counter(self, kind: str, model_name: str | None) -> _Counter:
@@ -52,13 +60,23 @@ class UsageTracker:
             c.input_tokens += metrics.prompt_tokens
             c.cached_input_tokens += metrics.prompt_cached_tokens
             c.output_tokens += metrics.completion_tokens
-        elif isinstance(metrics, STTMetrics):
+        elif isinstance(metrics, STTMetrics) and self._stt_seconds is None:
             self._counter("stt", model_name).audio_seconds += metrics.audio_duration
         elif isinstance(metrics, TTSMetrics):
             self._counter("tts", model_name).characters += metrics.characters_count
 
+    def _sync_stt(self) -> None:
+        if self._stt_seconds is None:
+            return
+        for member, seconds in self._stt_seconds().items():
+            agent = self._agents.get(member)
+            if agent is not None:
+                key = (member, "stt", agent.stt.provider, agent.stt.model)
+                self._counters.setdefault(key, _Counter()).audio_seconds = seconds
+
     def entries(self) -> list[UsageEntry]:
         """The usage so far, one entry per member and model."""
+        self._sync_stt()
         return [
             UsageEntry(
                 member=member,

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterable, AsyncIterator
 from typing import Any
 
-from livekit.agents import Agent, RunContext, function_tool
+from livekit import rtc
+from livekit.agents import Agent, ModelSettings, RunContext, function_tool
 from livekit.agents.llm import ChatContext
 
 from convoi.callspec import EffectiveAgent
@@ -59,6 +61,23 @@ class ConvoiAgent(Agent):
             id=effective.key,
         )
         self.effective = effective
+
+    async def stt_node(
+        self, audio: AsyncIterable[rtc.AudioFrame], model_settings: ModelSettings
+    ) -> Any:
+        """The default STT node, counting the audio it streams (STT is billed per audio minute).
+
+        The plugin's own usage metrics arrive in 5 s batches and may land after the call's final
+        report, so the count is kept here, per member, on the call state."""
+        counts = self.session.userdata.stt_audio_seconds
+
+        async def counted() -> AsyncIterator[rtc.AudioFrame]:
+            async for frame in audio:
+                counts[self.id] = counts.get(self.id, 0.0) + frame.duration
+                yield frame
+
+        async for event in Agent.default.stt_node(self, counted(), model_settings):
+            yield event
 
     async def on_enter(self) -> None:
         greeting = self.effective.greeting

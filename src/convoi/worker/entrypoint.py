@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from typing import Any
 
 from livekit import rtc
@@ -167,6 +168,7 @@ async def _run_call(
             transcript=recorder.transcript,
             handoffs=recorder.handoffs(),
             latency=recorder.latency,
+            at=state.ended_at,
         )
         life = reporter.lifecycle
         logger.info(
@@ -214,8 +216,16 @@ async def _run_call(
         ctx.shutdown(reason="participant_never_joined")
         return
 
+    await reporter.active(channel.settings.progress_interval)
+
+    @ctx.room.on("participant_disconnected")
+    def _on_left(p: rtc.RemoteParticipant) -> None:
+        if p.identity == participant.identity and state.ended_at is None:
+            state.ended_at = time.time()
+
     @session.on("close")
     def _on_close(ev: CloseEvent) -> None:
+        state.ended_at = state.ended_at or time.time()
         if state.ended_reason is None:
             if ev.reason.value == "participant_disconnected":
                 state.ended_reason = "customer_hangup"
@@ -236,4 +246,3 @@ async def _run_call(
             participant_identity=participant.identity, close_on_disconnect=True
         ),
     )
-    await reporter.active(channel.settings.progress_interval)

@@ -4,10 +4,15 @@ from __future__ import annotations
 
 from livekit.agents import AgentServer
 
+from convoi.reporting.channel import ReportingChannel
+from convoi.reporting.delivery import DeliverySettings
 from convoi.settings import WorkerSettings
 from convoi.worker.entrypoint import entrypoint, prewarm
 
-__all__ = ["build_server"]
+__all__ = ["MAIN_PROCESS_POLL_SECONDS", "build_server"]
+
+MAIN_PROCESS_POLL_SECONDS = 2.0
+"""How often the worker's main process looks for undelivered events in the outbox."""
 
 
 def build_server(settings: WorkerSettings) -> AgentServer:
@@ -25,4 +30,20 @@ def build_server(settings: WorkerSettings) -> AgentServer:
         **kwargs,
     )
     server.rtc_session(entrypoint, agent_name=settings.agent_name)
+    _send_leftover_events_from_the_main_process(server)
     return server
+
+
+def _send_leftover_events_from_the_main_process(server: AgentServer) -> None:
+    """Events a previous run could not deliver (receiver down, worker killed) are resent as soon
+    as the worker starts, without waiting for a new call; the sender then keeps polling the shared
+    outbox for events of jobs that ended before their delivery finished."""
+    channels: list[ReportingChannel] = []
+
+    @server.on("worker_started")
+    def _on_started() -> None:
+        settings = DeliverySettings()
+        if settings.configured:
+            channel = ReportingChannel(settings, poll_interval=MAIN_PROCESS_POLL_SECONDS)
+            channel.start()
+            channels.append(channel)  # keep a reference for the process's lifetime

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from convoi.callspec import ResolvedCall
@@ -20,5 +20,9 @@ class CallState:
     call: ResolvedCall
     ended_reason: str | None = None
     """Set when the call's end is decided (``agent_hangup``, ``customer_hangup``, …)."""
+    ended_at: float | None = None
+    """Unix time the call really ended (the caller left, the agent hung up)."""
+    stt_audio_seconds: dict[str, float] = field(default_factory=dict)
+    """Seconds of caller audio streamed to the recogniser, per member: what STT is billed on."""
     squad: SquadRuntime | None = None
     """A squad call's runtime: ``squad.handoffs`` and ``squad.current_member`` (None otherwise)."""
