@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from convoi.reporting.delivery import DeliverySettings
 from convoi.settings import WorkerSettings
 
 
 def test_every_worker_setting_is_documented_in_the_readme() -> None:
     readme = (Path(__file__).parent.parent / "README.md").read_text()
-    variables = [f.alias for f in WorkerSettings.model_fields.values()]
+    variables = [
+        f.alias for model in (WorkerSettings, DeliverySettings) for f in model.model_fields.values()
+    ]
     assert variables and all(variables)
     undocumented = [v for v in variables if f"| `{v}` |" not in readme]
     assert undocumented == []
