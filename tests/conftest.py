@@ -65,6 +65,8 @@ def worker_env(
         "LIVEKIT_API_KEY": livekit_server.api_key,
         "LIVEKIT_API_SECRET": livekit_server.api_secret,
         "CONVOI_NUM_IDLE_PROCESSES": "1",
+        "CONVOI_LOAD_THRESHOLD": "inf",  # one worker on a busy 2-core machine: never refuse
+        "CONVOI_DIAL_MODE": "participant",  # livekit-sip cannot run here: the caller is the phone
         "CONVOI_OUTBOX_PATH": str(outbox),
         "CONVOI_PROGRESS_INTERVAL": "1",
         "CONVOI_DELIVERY_BACKOFF_INITIAL": "0.2",

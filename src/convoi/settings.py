@@ -37,9 +37,17 @@ class WorkerSettings(BaseSettings):
     """Port of the worker's HTTP health endpoint (``GET /``) in ``start`` mode; 0 picks a free one."""
     num_idle_processes: int | None = Field(None, alias="CONVOI_NUM_IDLE_PROCESSES", ge=0, le=32)
     """Job processes kept warm; default is livekit-agents' (one per CPU, at most 4)."""
+    load_threshold: float | None = Field(None, alias="CONVOI_LOAD_THRESHOLD", gt=0)
+    """Worker load (0-1, CPU based) above which it stops taking calls; default livekit-agents'
+    (0.7 in ``start``). ``inf`` never refuses and reports no load to LiveKit (single-worker
+    devstacks and tests on busy machines)."""
     max_retry: int = Field(16, alias="CONVOI_MAX_RETRY", ge=0, le=100)
     """How many times the worker retries connecting to LiveKit before exiting non-zero."""
 
+    dial_mode: Literal["sip", "participant"] = Field("sip", alias="CONVOI_DIAL_MODE")
+    """``sip``: outbound calls go through LiveKit SIP (CreateSIPParticipant). ``participant``:
+    devstack only, where livekit-sip cannot run: the "phone" is a LiveKit participant joining as
+    ``phone-<digits>`` (the simulated caller)."""
     console_call: Path | None = Field(None, alias="CONVOI_CONSOLE_CALL")
     """CallSpec JSON file for ``console`` mode (default: a web call to the first agent)."""
 

@@ -134,6 +134,7 @@ def run_demo(providers: str, workdir: Path) -> int:
             "LIVEKIT_API_KEY": server.api_key,
             "LIVEKIT_API_SECRET": server.api_secret,
             "CONVOI_NUM_IDLE_PROCESSES": "1",
+            "CONVOI_LOAD_THRESHOLD": "inf",
         }
         if real:
             _say("providers: the real OpenAI, Deepgram and ElevenLabs (keys from the environment)")

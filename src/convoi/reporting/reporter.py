@@ -19,7 +19,7 @@ from decimal import Decimal
 from typing import Any, Protocol
 
 from convoi.definitions.prices import PriceList
-from convoi.lifecycle import CallLifecycle, classify
+from convoi.lifecycle import CallLifecycle, TerminalStatus, classify
 from convoi.reporting.cost import price_call
 from convoi.reporting.events import (
     CallEvent,
@@ -153,6 +153,7 @@ class CallReporter:
         handoffs: Sequence[Handoff] = (),
         latency: Sequence[TurnLatency] = (),
         at: float | None = None,
+        status: TerminalStatus | None = None,
     ) -> CallEvent | None:
         """Terminal transition: ``call.status`` then ``call.ended``. No-op if already ended.
 
@@ -162,7 +163,8 @@ class CallReporter:
             return None
         if self._progress_task is not None:
             self._progress_task.cancel()
-        status, default_fault = classify(reason)
+        default_status, default_fault = classify(reason)
+        status = status or default_status
         if status == "completed" and not self.lifecycle.can("completed"):
             status = "failed"  # e.g. the caller left before the call became active
         self.lifecycle.end(reason, at or self._clock(), status=status, fault=fault or default_fault)

@@ -27,6 +27,7 @@ from convoi.reporting.channel import ReportingChannel
 from convoi.reporting.delivery import DeliverySettings
 from convoi.reporting.reporter import CallReporter
 from convoi.settings import WorkerSettings
+from convoi.telephony import TrunkConfigError, dialer_for, phone_identity
 from convoi.worker.log import logger
 from convoi.worker.recording import SessionRecorder
 from convoi.worker.session import build_session
@@ -200,27 +201,19 @@ async def _run_call(
             "squad": call.squad.id if call.squad else None,
         },
     )
-    try:
-        participant = await asyncio.wait_for(
-            ctx.wait_for_participant(
-                kind=[
-                    rtc.ParticipantKind.PARTICIPANT_KIND_STANDARD,
-                    rtc.ParticipantKind.PARTICIPANT_KIND_SIP,
-                ]
-            ),
-            timeout=PARTICIPANT_JOIN_TIMEOUT,
-        )
-    except TimeoutError:
-        logger.warning("participant never joined", extra=fields)
-        state.ended_reason = "participant_never_joined"
-        ctx.shutdown(reason="participant_never_joined")
-        return
-
+    if call.spec.type == "outbound_phone":
+        identity = await _dial(ctx, call, reporter, state, fields)
+        if identity is None:
+            return
+    else:
+        identity = await _wait_for_web_participant(ctx, state, fields)
+        if identity is None:
+            return
     await reporter.active(channel.settings.progress_interval)
 
     @ctx.room.on("participant_disconnected")
     def _on_left(p: rtc.RemoteParticipant) -> None:
-        if p.identity == participant.identity and state.ended_at is None:
+        if p.identity == identity and state.ended_at is None:
             state.ended_at = time.time()
 
     @session.on("close")
@@ -242,7 +235,69 @@ async def _run_call(
     await session.start(
         agent=agent,
         room=ctx.room,
-        room_options=room_io.RoomOptions(
-            participant_identity=participant.identity, close_on_disconnect=True
-        ),
+        room_options=room_io.RoomOptions(participant_identity=identity, close_on_disconnect=True),
     )
+
+
+async def _wait_for_web_participant(
+    ctx: JobContext, state: Any, fields: dict[str, Any]
+) -> str | None:
+    """The browser participant's identity, or None (call ended) if it never joins."""
+    try:
+        participant = await asyncio.wait_for(
+            ctx.wait_for_participant(kind=[rtc.ParticipantKind.PARTICIPANT_KIND_STANDARD]),
+            timeout=PARTICIPANT_JOIN_TIMEOUT,
+        )
+    except TimeoutError:
+        logger.warning("participant never joined", extra=fields)
+        state.ended_reason = "participant_never_joined"
+        ctx.shutdown(reason="participant_never_joined")
+        return None
+    return participant.identity
+
+
+async def _dial(
+    ctx: JobContext, call: ResolvedCall, reporter: CallReporter, state: Any, fields: dict[str, Any]
+) -> str | None:
+    """Ring the customer; the SIP participant's identity once answered, else None (call ended)."""
+    settings: WorkerSettings = ctx.proc.userdata["settings"]
+    spec = call.spec
+    assert spec.customer is not None and call.phone_number is not None
+    limits = call.start_agent.agent.limits
+    identity = phone_identity(spec.customer.number)
+    await reporter.ringing()
+    try:
+        result = await dialer_for(settings.dial_mode)(
+            ctx.api,
+            phone=call.phone_number,
+            to_number=spec.customer.number,
+            room=ctx.room.name,
+            identity=identity,
+            display_name=spec.customer.name,
+            ringing_timeout=float(limits.ringing_timeout_seconds),
+            max_call_duration=float(limits.max_duration_seconds),
+        )
+    except TrunkConfigError as exc:
+        outcome = exc.outcome
+    else:
+        if result.answered:
+            logger.info("call answered", extra={**fields, "participant": identity})
+            return identity
+        assert result.outcome is not None
+        outcome = result.outcome
+    logger.info(
+        "call not answered",
+        extra={
+            **fields,
+            "status": outcome.status,
+            "reason": outcome.ended_reason,
+            "detail": outcome.detail,
+        },
+    )
+    await reporter.end(
+        outcome.ended_reason, status=outcome.status, fault=outcome.fault, detail=outcome.detail
+    )
+    state.ended_reason = outcome.ended_reason
+    ctx.delete_room()
+    ctx.shutdown(reason=outcome.ended_reason)
+    return None

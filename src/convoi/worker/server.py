@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from livekit.agents import AgentServer
 
 from convoi.reporting.channel import ReportingChannel
@@ -20,6 +22,12 @@ def build_server(settings: WorkerSettings) -> AgentServer:
     kwargs = {}
     if settings.num_idle_processes is not None:
         kwargs["num_idle_processes"] = settings.num_idle_processes
+    if settings.load_threshold is not None:
+        kwargs["load_threshold"] = settings.load_threshold
+        if math.isinf(settings.load_threshold):
+            # livekit-server also weighs the load a worker reports: report none, so a busy
+            # machine's CPU never makes the only worker look full
+            kwargs["load_fnc"] = _no_load
     server = AgentServer(
         setup_fnc=prewarm,
         ws_url=settings.livekit_url,
@@ -32,6 +40,10 @@ def build_server(settings: WorkerSettings) -> AgentServer:
     server.rtc_session(entrypoint, agent_name=settings.agent_name)
     _send_leftover_events_from_the_main_process(server)
     return server
+
+
+def _no_load() -> float:
+    return 0.0
 
 
 def _send_leftover_events_from_the_main_process(server: AgentServer) -> None:
