@@ -1,0 +1,1 @@
+"""The HTTP layer: routers (``routes/``), dependencies (``deps``) and the error handler."""

@@ -1,0 +1,17 @@
+"""The API's routers, gathered: public Calls API, internal worker events, health."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from convoi.controlplane.api.routes import calls, events, health
+
+__all__ = ["INTERNAL_PREFIX", "PUBLIC_PREFIX", "api_router"]
+
+PUBLIC_PREFIX = "/api/v1/public"
+INTERNAL_PREFIX = "/internal/v1"
+
+api_router = APIRouter()
+api_router.include_router(calls.router, prefix=PUBLIC_PREFIX)
+api_router.include_router(events.router, prefix=INTERNAL_PREFIX)
+api_router.include_router(health.router)

@@ -1,0 +1,52 @@
+"""``/internal/v1/calls/{call_id}/events``: signed call events from the worker (DESIGN §8).
+
+Answers like the reference receiver: 201 ``{"status": "stored"}``, 200 ``{"status":
+"duplicate"}``; errors use the API's error body (401 ``invalid_signature``, 422 ``invalid_event``,
+``call_id_mismatch``, ``event_id_mismatch``; 404 ``call_not_found`` for a call never created here).
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from convoi.controlplane.api.deps import RawBodyDep, SessionDep, SettingsDep
+from convoi.controlplane.errors import AuthenticationFailed, InvalidRequest
+from convoi.controlplane.events import ingest
+from convoi.reporting.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/calls", tags=["internal"], include_in_schema=False)
+
+_SIGNATURE_FIELDS = {
+    "stale_timestamp": TIMESTAMP_HEADER,
+    "future_timestamp": TIMESTAMP_HEADER,
+    "mismatch": SIGNATURE_HEADER,
+}
+
+
+@router.post("/{call_id}/events")
+def receive_event(
+    call_id: str, request: Request, body: RawBodyDep, session: SessionDep, settings: SettingsDep
+) -> JSONResponse:
+    """Store one signed call event and apply it to the call."""
+    secret = settings.events_secret.get_secret_value()
+    result = ingest(session, [secret], request.headers, body, call_id)
+    payload = result.payload
+    if result.status_code == 401:
+        field = _SIGNATURE_FIELDS.get(str(payload.get("reason")), SIGNATURE_HEADER)
+        raise AuthenticationFailed(
+            f"invalid signature ({payload.get('reason')}): {payload.get('detail')}",
+            field=field,
+            code="invalid_signature",
+        )
+    if result.status_code >= 400:
+        detail = payload.get("detail")
+        field = None
+        if isinstance(detail, list) and detail:
+            loc = [str(p) for p in detail[0].get("loc", [])]
+            field = ".".join(loc) or None
+            detail = "; ".join(f"{'.'.join(map(str, d['loc']))}: {d['msg']}" for d in detail[:5])
+        raise InvalidRequest(str(detail), field=field, code=str(payload.get("error")))
+    return JSONResponse(payload, status_code=result.status_code)

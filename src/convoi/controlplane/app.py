@@ -1,0 +1,127 @@
+"""``create_app(settings, gateway=None)``: the ``convoi-api`` FastAPI application.
+
+Implements the seed's Calls API (``POST /api/v1/public/calls``, ``GET /api/v1/public/calls/{id}``)
+and receives the worker's signed events (``POST /internal/v1/calls/{call_id}/events``). Decisions
+where the seed is silent or contradicts itself (also in the OpenAPI description below):
+
+- ``room_id`` on phone calls: the seed's prose says null, its workforce example shows a value. We
+  follow the example: the worker dials the customer into a LiveKit room, so ``room_id`` names it
+  for every call. ``livekit`` is null for phone calls (no participant token is minted).
+- ``customer`` in responses echoes ``number`` only, as the seed's example; ``name`` and
+  ``metadata`` reach the agent (CallSpec) but are not repeated in responses.
+- ``cost.amount`` is a JSON number rounded to 6 decimals; the database keeps the exact decimal.
+- Idempotency-Key reused with a different body: 422 ``idempotency_key_reused`` (409
+  ``idempotency_key_in_use`` only while the first request is still running).
+- ``pk_live_`` keys: 403 for workforce calls (seed) and for any phone call (toll fraud); they may
+  read their account's web calls only.
+- ``ended_reason`` in GET responses is an extension; GET never returns the participant token.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from starlette.concurrency import run_in_threadpool
+
+from convoi.controlplane import idempotency, keys
+from convoi.controlplane.api.errors import install_error_handlers
+from convoi.controlplane.api.main import api_router
+from convoi.controlplane.api.state import ControlPlaneState
+from convoi.controlplane.db.engine import Database
+from convoi.controlplane.db.migrate import upgrade_to_head
+from convoi.controlplane.livekit import LiveKitApiGateway, LiveKitGateway
+from convoi.controlplane.log import logger
+from convoi.controlplane.settings import ControlPlaneSettings
+from convoi.definitions.loader import load_definitions
+from convoi.definitions.models import Definitions
+
+__all__ = ["DESCRIPTION", "create_app", "startup"]
+
+DESCRIPTION = """\
+Start a web call or an outbound phone call from a single endpoint, set type to "web" or
+"outbound_phone", and poll `GET /api/v1/public/calls/{id}` for live status, duration and cost.
+
+**Authentication**: `Authorization: Bearer sk_live_…` (secret key: everything) or
+`pk_live_…` (publishable key: web calls only; workforce and phone calls answer 403).
+
+**Web calls** return `livekit.url` and `livekit.token`: pass them to the LiveKit client SDK in
+your browser to join the call; the agent joins as soon as the participant connects.
+Workforce ids (`sqd_…`) are for `outbound_phone` only (422 on web calls).
+
+**Phone calls** return `livekit: null`. `room_id` is set for every call type: the seed's prose
+says it is null for phone calls but its workforce example shows a value; the customer is dialled
+into a LiveKit room, and `room_id` names it. `customer` echoes the `number` only (as the seed's
+example); name and metadata go to the agent.
+
+**Idempotency**: send `Idempotency-Key` (any UUID) to make the POST safe to retry for 24 hours;
+identical retries replay the original response (header `Idempotent-Replayed: true`), a different
+body with the same key answers 422 `idempotency_key_reused`, a retry while the first request is
+still running 409 `idempotency_key_in_use`. Failed requests are not stored.
+
+**Errors**: every error has the body `{"error": {"code", "message", "field"}}`.
+
+**Extensions**: `ended_reason` in GET responses; `cost.amount` is rounded to 6 decimals.
+"""
+
+
+def startup(state: ControlPlaneState) -> None:
+    """Migrate (if configured), store the local dev keys, purge expired idempotency keys."""
+    settings = state.settings
+    if placeholders := settings.placeholder_secrets():
+        logger.warning("placeholder secrets in use (local only): %s", ", ".join(placeholders))
+    if settings.auto_migrate:
+        revision = upgrade_to_head(state.database)
+        logger.info("database at revision %s", revision)
+    with state.database.session() as session:
+        for account_id, key in settings.dev_keys():
+            keys.store_key(session, account_id, key)
+        idempotency.purge_expired(session)
+
+
+def create_app(
+    settings: ControlPlaneSettings | None = None,
+    gateway: LiveKitGateway | None = None,
+    *,
+    definitions: Definitions | None = None,
+    database: Database | None = None,
+) -> FastAPI:
+    """The app. Omitted pieces are built from ``settings`` (itself read from the environment)."""
+    settings = settings or ControlPlaneSettings()
+    owned_gateway = gateway is None
+    owned_database = database is None
+    state = ControlPlaneState(
+        settings=settings,
+        database=database or Database(settings.database_url),
+        gateway=gateway
+        or LiveKitApiGateway(
+            settings.livekit_url,
+            settings.livekit_api_key,
+            settings.livekit_api_secret.get_secret_value(),
+        ),
+        definitions=definitions or load_definitions(settings.config_dir).definitions,
+    )
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        await run_in_threadpool(startup, state)
+        try:
+            yield
+        finally:
+            if owned_gateway:
+                await run_in_threadpool(state.gateway.close)
+            if owned_database:
+                state.database.dispose()
+
+    app = FastAPI(
+        title="Convoi Calls API",
+        version="1.0.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        openapi_tags=[{"name": "calls", "description": "Create a Call, and read it back."}],
+    )
+    app.state.convoi = state
+    install_error_handlers(app)
+    app.include_router(api_router)
+    return app

@@ -1,0 +1,172 @@
+"""The control plane's tables (SQLAlchemy 2 typed ORM). Migrations live in ``../migrations``.
+
+- ``accounts``: who owns calls and keys;
+- ``api_keys``: ``sk_live_`` / ``pk_live_`` keys, stored as a SHA-256 hex digest (never the key);
+- ``calls``: one row per call: the request, the CallSpec dispatched, and the latest state reported
+  by the worker (``last_event_sequence`` guards against late, older events); ``cost_amount`` is the
+  exact decimal string;
+- ``idempotency_keys``: per account, the request hash and the response to replay for 24 h;
+- ``call_events``: every distinct signed event received (primary key: the event id).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    Dialect,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+__all__ = ["Account", "ApiKey", "Base", "Call", "CallEventRecord", "IdempotencyRecord", "utcnow"]
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware UTC."""
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timezone-aware UTC datetime on every backend (SQLite stores it naive)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given; use timezone-aware UTC")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    """Declarative base with a constraint naming convention (stable migration names)."""
+
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
+        datetime: UTCDateTime(),
+        dict[str, Any]: JSON(),
+    }
+
+
+class Account(Base):
+    """An account: owns API keys and calls."""
+
+    __tablename__ = "accounts"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ApiKey(Base):
+    """An API key, known only by its SHA-256 digest."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    """``sk_live`` or ``pk_live``."""
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    display_prefix: Mapped[str] = mapped_column(String(20))
+    """The first characters of the key (``sk_live_1a2b``), to recognise it in listings."""
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class Call(Base):
+    """One call and its latest known state."""
+
+    __tablename__ = "calls"
+    __table_args__ = (Index("ix_calls_account_id_created_at", "account_id", "created_at"),)
+
+    id: Mapped[str] = mapped_column(String(80), primary_key=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"))
+    type: Mapped[str] = mapped_column(String(20))
+    status: Mapped[str] = mapped_column(String(20))
+    agent_id: Mapped[str | None] = mapped_column(String(80))
+    squad_id: Mapped[str | None] = mapped_column(String(80))
+    phone_number_id: Mapped[str | None] = mapped_column(String(80))
+    customer_number: Mapped[str | None] = mapped_column(String(20))
+    participant_name: Mapped[str | None] = mapped_column(String(300))
+    participant_identity: Mapped[str | None] = mapped_column(String(80))
+    room_id: Mapped[str | None] = mapped_column(String(128))
+    dispatch_id: Mapped[str | None] = mapped_column(String(128))
+    call_metadata: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSON)
+    callspec: Mapped[str] = mapped_column(Text)
+    """The CallSpec JSON dispatched to the worker (customer name and metadata included)."""
+    ended_reason: Mapped[str | None] = mapped_column(String(40))
+    fault: Mapped[str | None] = mapped_column(String(20))
+    detail: Mapped[str | None] = mapped_column(Text)
+    duration_seconds: Mapped[float] = mapped_column(Float, default=0.0)
+    cost_amount: Mapped[str] = mapped_column(String(64), default="0")
+    """Exact decimal, plain notation."""
+    cost_currency: Mapped[str] = mapped_column(String(3), default="USD")
+    last_event_sequence: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class IdempotencyRecord(Base):
+    """An Idempotency-Key seen on this account: the request's hash and the response to replay."""
+
+    __tablename__ = "idempotency_keys"
+    __table_args__ = (UniqueConstraint("account_id", "key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"))
+    key: Mapped[str] = mapped_column(String(255))
+    request_hash: Mapped[str] = mapped_column(String(64))
+    """SHA-256 of the request body as canonical JSON."""
+    call_id: Mapped[str | None] = mapped_column(String(80))
+    response_status: Mapped[int | None] = mapped_column(Integer)
+    """None while the first request is still running."""
+    response_body: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    locked_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class CallEventRecord(Base):
+    """One distinct call event received from the worker."""
+
+    __tablename__ = "call_events"
+    __table_args__ = (Index("ix_call_events_call_id_sequence", "call_id", "sequence"),)
+
+    id: Mapped[str] = mapped_column(String(80), primary_key=True)
+    call_id: Mapped[str] = mapped_column(ForeignKey("calls.id"))
+    sequence: Mapped[int] = mapped_column(Integer)
+    type: Mapped[str] = mapped_column(String(20))
+    status: Mapped[str] = mapped_column(String(20))
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
+    body: Mapped[str] = mapped_column(Text)
+    """The event JSON exactly as received (signed bytes, UTF-8)."""
+    duplicates: Mapped[int] = mapped_column(Integer, default=0)
+    """How many more times the same id arrived afterwards (nothing re-applied)."""

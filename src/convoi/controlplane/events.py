@@ -1,0 +1,115 @@
+"""Signed call events from the worker (DESIGN §8), stored in the control plane's own database.
+
+The HTTP handling is the reference receiver's :func:`convoi.receiver.ingest_event` (signature
+over the raw body → 401, :class:`~convoi.reporting.events.CallEvent` validation → 422, path/body
+call id and ``Convoi-Event-Id`` checks → 422, then ``store.record``); :class:`SqlEventStore` is the
+store it records into. Each distinct event id is kept in ``call_events`` (a repeat answers
+"duplicate" and changes nothing); the call's state (status, ended_reason, duration, cost,
+metadata, updated_at) follows the event with the highest ``sequence`` seen: an older event that
+arrives late is stored but never overwrites newer state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, cast
+
+from sqlalchemy import update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from convoi.controlplane.db.models import Call, CallEventRecord, utcnow
+from convoi.controlplane.errors import NotFound
+from convoi.receiver import IngestResult, RecordOutcome, ingest_event
+from convoi.reporting.events import CallEvent
+
+if TYPE_CHECKING:
+    from convoi.receiver import EventStore
+
+__all__ = ["SqlEventStore", "ingest"]
+
+
+class SqlEventStore:
+    """What :func:`~convoi.receiver.ingest_event` records into, on a SQLAlchemy session."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def record(self, event: CallEvent, body: str) -> RecordOutcome:
+        """Store ``event`` unless its id is known, and apply it to the call if it is the newest.
+
+        Raises :class:`NotFound` for a call this control plane never created.
+        """
+        session = self.session
+        if session.get(Call, event.call_id) is None:
+            raise NotFound(
+                f"no call {event.call_id!r}: events are accepted for calls created here",
+                field="call_id",
+                code="call_not_found",
+            )
+        if self._bump_duplicate(event.id):
+            return "duplicate"
+        now = utcnow()
+        session.add(
+            CallEventRecord(
+                id=event.id,
+                call_id=event.call_id,
+                sequence=event.sequence,
+                type=event.type,
+                status=event.status,
+                received_at=now,
+                body=body,
+                duplicates=0,
+            )
+        )
+        try:
+            session.flush()
+        except IntegrityError:  # the same id, stored concurrently
+            session.rollback()
+            self._bump_duplicate(event.id)
+            return "duplicate"
+        values: dict[str, object] = {
+            "last_event_sequence": event.sequence,
+            "status": event.status,
+            "ended_reason": event.ended_reason,
+            "fault": event.fault,
+            "detail": event.detail,
+            "duration_seconds": event.duration_seconds,
+            "cost_amount": event.cost.model_dump(mode="json")["amount"],
+            "cost_currency": event.cost.currency,
+            "updated_at": now,
+        }
+        if event.metadata is not None:
+            values["call_metadata"] = event.metadata
+        session.execute(
+            update(Call)
+            .where(Call.id == event.call_id, Call.last_event_sequence < event.sequence)
+            .values(**values)
+        )
+        session.commit()
+        return "stored"
+
+    def _bump_duplicate(self, event_id: str) -> bool:
+        bumped = self.session.execute(
+            update(CallEventRecord)
+            .where(CallEventRecord.id == event_id)
+            .values(duplicates=CallEventRecord.duplicates + 1)
+        )
+        if bumped.rowcount:  # type: ignore[attr-defined]
+            self.session.commit()
+            return True
+        return False
+
+
+def ingest(
+    session: Session,
+    secrets: Sequence[str | bytes],
+    headers: Mapping[str, str],
+    body: bytes,
+    call_id: str,
+    *,
+    now: float | None = None,
+) -> IngestResult:
+    """Verify, validate and store one event POSTed for ``call_id`` (see the module doc)."""
+    store = cast("EventStore", SqlEventStore(session))  # ingest_event only calls record()
+    return ingest_event(store, secrets, headers, body, call_id, now=now)

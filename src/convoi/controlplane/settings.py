@@ -1,0 +1,96 @@
+"""The control plane's settings: one pydantic-settings class, read from the environment.
+
+Built once by :func:`convoi.controlplane.app.create_app` (or the CLI) and injected into routes
+through :data:`convoi.controlplane.api.deps.SettingsDep`; nothing instantiates it at import time.
+Outside ``CONVOI_ENVIRONMENT=local`` placeholder secrets (the devstack's ``devkey``/``secret``,
+``changethis``) are refused, so a deployment cannot start with them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal, Self
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["DEFAULT_DATABASE_URL", "PLACEHOLDER_SECRETS", "ControlPlaneSettings"]
+
+DEFAULT_DATABASE_URL = "sqlite:///.convoi/controlplane.sqlite3"
+PLACEHOLDER_SECRETS = frozenset({"", "secret", "devkey", "changethis", "changeme"})
+"""Values refused for secrets outside local use."""
+
+
+class ControlPlaneSettings(BaseSettings):
+    """Everything ``convoi-api`` reads from its environment (and an optional ``.env`` file)."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", populate_by_name=True)
+
+    environment: Literal["local", "staging", "production"] = Field(
+        "local", alias="CONVOI_ENVIRONMENT"
+    )
+    """``local`` accepts placeholder secrets (with a warning in the log); the others refuse them."""
+    database_url: str = Field(DEFAULT_DATABASE_URL, alias="CONVOI_DATABASE_URL")
+    """SQLAlchemy URL: ``sqlite:///path`` or ``postgresql+psycopg://user:pass@host:port/db``."""
+    auto_migrate: bool = Field(True, alias="CONVOI_AUTO_MIGRATE")
+    """Apply pending Alembic migrations when the app starts."""
+
+    livekit_url: str = Field("ws://127.0.0.1:7880", alias="LIVEKIT_URL")
+    """LiveKit server the control plane creates rooms and dispatches on."""
+    livekit_api_key: str = Field("devkey", alias="LIVEKIT_API_KEY")
+    livekit_api_secret: SecretStr = Field(SecretStr("secret"), alias="LIVEKIT_API_SECRET")
+    public_livekit_url_override: str | None = Field(None, alias="CONVOI_PUBLIC_LIVEKIT_URL")
+    """What clients get in ``livekit.url`` (default: ``LIVEKIT_URL``)."""
+
+    agent_name: str = Field("convoi", alias="CONVOI_AGENT_NAME", min_length=1)
+    """The worker's ``agent_name``: every call is dispatched to it."""
+    config_dir: Path = Field(Path("agents_config"), alias="CONVOI_CONFIG_DIR")
+    """Agents, squads and phone numbers calls are validated against."""
+    events_secret: SecretStr = Field(SecretStr("changethis"), alias="CONVOI_EVENTS_SECRET")
+    """Shared secret the worker signs call events with (HMAC-SHA256)."""
+
+    token_ttl_seconds: int = Field(3600, alias="CONVOI_TOKEN_TTL_SECONDS", ge=60, le=86_400)
+    """Lifetime of the participant token of a web call."""
+    room_empty_timeout_seconds: int = Field(
+        300, alias="CONVOI_ROOM_EMPTY_TIMEOUT_SECONDS", ge=10, le=86_400
+    )
+    """LiveKit closes a call's room when nobody joined it within this time."""
+    dev_api_keys: str = Field("", alias="CONVOI_DEV_API_KEYS")
+    """Local use only: ``acct_demo=sk_live_…,acct_demo=pk_live_…`` stored (hashed) at start-up."""
+
+    @property
+    def public_livekit_url(self) -> str:
+        """The LiveKit URL handed to clients."""
+        return self.public_livekit_url_override or self.livekit_url
+
+    def placeholder_secrets(self) -> list[str]:
+        """Names of the variables that still hold a placeholder value."""
+        values = {
+            "LIVEKIT_API_KEY": self.livekit_api_key,
+            "LIVEKIT_API_SECRET": self.livekit_api_secret.get_secret_value(),
+            "CONVOI_EVENTS_SECRET": self.events_secret.get_secret_value(),
+        }
+        return [name for name, value in values.items() if value.strip() in PLACEHOLDER_SECRETS]
+
+    def dev_keys(self) -> list[tuple[str, str]]:
+        """``CONVOI_DEV_API_KEYS`` as ``(account_id, key)`` pairs."""
+        pairs: list[tuple[str, str]] = []
+        for item in filter(None, (part.strip() for part in self.dev_api_keys.split(","))):
+            account, sep, key = item.partition("=")
+            if not sep or not account.strip() or not key.strip():
+                raise ValueError("CONVOI_DEV_API_KEYS: expected account_id=key[,account_id=key]")
+            pairs.append((account.strip(), key.strip()))
+        return pairs
+
+    @model_validator(mode="after")
+    def _refuse_placeholders(self) -> Self:
+        if self.environment != "local":
+            if names := self.placeholder_secrets():
+                raise ValueError(
+                    f"placeholder value in {', '.join(names)}: set a real secret "
+                    f"(CONVOI_ENVIRONMENT={self.environment})"
+                )
+            if self.dev_api_keys:
+                raise ValueError("CONVOI_DEV_API_KEYS is for CONVOI_ENVIRONMENT=local only")
+        self.dev_keys()
+        return self
