@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Callable
 from typing import Any
 
 from livekit import rtc
@@ -25,9 +26,11 @@ from convoi.definitions.loader import load_definitions
 from convoi.pipeline.factory import PipelineError
 from convoi.reporting.channel import ReportingChannel
 from convoi.reporting.delivery import DeliverySettings
+from convoi.reporting.events import CallEvent
 from convoi.reporting.reporter import CallReporter
 from convoi.settings import WorkerSettings
 from convoi.telephony import TrunkConfigError, dialer_for, phone_identity
+from convoi.worker import metrics
 from convoi.worker.log import logger
 from convoi.worker.recording import SessionRecorder
 from convoi.worker.session import build_session
@@ -72,6 +75,19 @@ def _valid_call_id(value: object) -> str | None:
         return _CALL_ID.validate_python(value) if isinstance(value, str) else None
     except ValueError:
         return None
+
+
+def _event_hook(channel: ReportingChannel) -> Callable[[CallEvent], None]:
+    """After each committed event: wake the sender; count finished calls in the metrics."""
+
+    def on_event(event: CallEvent) -> None:
+        channel.on_event(event)
+        if event.type == "call.ended":
+            metrics.call_ended(
+                event.status, event.ended_reason, event.cost.amount, len(event.handoffs or [])
+            )
+
+    return on_event
 
 
 def _ensure_ready(proc: JobProcess) -> None:
@@ -134,7 +150,7 @@ async def _reject(
             store=channel.outbox,
             prices=defs.prices,
             metadata=metadata if isinstance(metadata, dict) else None,
-            on_event=channel.on_event,
+            on_event=_event_hook(channel),
         )
         await reporter.initiated()
         await reporter.end(reason, detail=f"{where}: {problem}" if where else problem)  # type: ignore[arg-type]
@@ -158,7 +174,7 @@ async def _run_call(
         prices=ctx.proc.userdata["definitions"].prices,
         metadata=call.spec.metadata,
         usage=recorder.usage_entries,
-        on_event=channel.on_event,
+        on_event=_event_hook(channel),
     )
     await reporter.initiated()
     state = session.userdata
@@ -186,9 +202,19 @@ async def _run_call(
 
     ctx.add_shutdown_callback(finish)
 
+    state_flags: dict[str, bool] = {}
+
+    @session.on("agent_state_changed")
+    def _on_agent_state(ev: Any) -> None:
+        started = reporter.lifecycle.started_at
+        if ev.new_state == "speaking" and started is not None and not state_flags.get("greeted"):
+            state_flags["greeted"] = True
+            metrics.observe_greeting_latency(time.time() - started)
+
     if ctx.is_fake_job():  # console: the terminal is the caller
         await session.start(agent=agent, room=ctx.room)
         await reporter.active(channel.settings.progress_interval)
+        metrics.call_started()
         return
 
     await ctx.connect()
@@ -210,6 +236,7 @@ async def _run_call(
         if identity is None:
             return
     await reporter.active(channel.settings.progress_interval)
+    metrics.call_started()
 
     @ctx.room.on("participant_disconnected")
     def _on_left(p: rtc.RemoteParticipant) -> None:

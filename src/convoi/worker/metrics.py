@@ -9,14 +9,14 @@ than running a second one; :func:`metrics_server_options` gives the AgentServer 
 
 The metrics (besides livekit-agents' own ``lk_agents_*``):
 
-=========================================  =========  ============================================
+=========================================  =========  ========================================
 ``convoi_calls_total{status,reason}``      counter    calls ended, by final status and reason
 ``convoi_active_calls``                    gauge      calls between ``active`` and their end
 ``convoi_handoffs_total``                  counter    squad handoffs in ended calls
-``convoi_voice_to_voice_latency_seconds``  histogram end of caller speech → first agent audio
-``convoi_greeting_latency_seconds``        histogram call ``active`` → first agent speech
+``convoi_voice_to_voice_latency_seconds``  histogram  end of caller speech → first agent audio
+``convoi_greeting_latency_seconds``        histogram  call ``active`` → first agent speech
 ``convoi_call_cost_usd_total``             counter    cost of ended calls, USD
-=========================================  =========  ============================================
+=========================================  =========  ========================================
 
 Usage from a job (never raises: a metrics problem is logged, the call carries on)::
 

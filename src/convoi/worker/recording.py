@@ -14,6 +14,7 @@ from livekit.agents import AgentSession, llm
 from convoi.callspec import ResolvedCall
 from convoi.reporting.events import Handoff, TranscriptEntry, TurnLatency, UsageEntry
 from convoi.reporting.usage import UsageTracker
+from convoi.worker import metrics as worker_metrics
 
 __all__ = ["SessionRecorder"]
 
@@ -65,6 +66,7 @@ class SessionRecorder:
             self._last_user_metrics = {k: metrics[k] for k in _USER_METRICS if k in metrics}
             return
         agent_metrics = {k: metrics[k] for k in _AGENT_METRICS if k in metrics}
+        worker_metrics.observe_turn_latency(agent_metrics.get("e2e_latency"))
         if agent_metrics or self._last_user_metrics:
             self.latency.append(
                 TurnLatency(member=member, **self._last_user_metrics, **agent_metrics)

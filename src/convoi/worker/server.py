@@ -10,6 +10,7 @@ from convoi.reporting.channel import ReportingChannel
 from convoi.reporting.delivery import DeliverySettings
 from convoi.settings import WorkerSettings
 from convoi.worker.entrypoint import entrypoint, prewarm
+from convoi.worker.metrics import metrics_server_options
 
 __all__ = ["MAIN_PROCESS_POLL_SECONDS", "build_server"]
 
@@ -35,6 +36,7 @@ def build_server(settings: WorkerSettings) -> AgentServer:
         api_secret=settings.livekit_api_secret.get_secret_value(),
         port=settings.health_port,
         max_retry=settings.max_retry,
+        **metrics_server_options(),
         **kwargs,
     )
     server.rtc_session(entrypoint, agent_name=settings.agent_name)

@@ -1,0 +1,1 @@
+"""Documentation generated from the code (``python -m convoi.docs.config_reference``)."""
