@@ -229,3 +229,34 @@ async def test_agent_ends_the_phone_call_as_agent_hangup(
     # the phone did not hang up: the agent ended the call and the room went away under it
     assert any("the agent left" in e for e in report.errors)
     assert ended["transcript"][0]["text"].startswith("Hi Ahmed, this is Maya from Convoi.")
+
+
+async def test_greeting_is_rendered_while_ringing_and_played_on_answer(
+    livekit_server: LiveKitServer,
+    worker: WorkerProcess,
+    emulators: EmulatorsProcess,
+    receiver: ReceiverProcess,
+    artifacts_dir: Path,
+) -> None:
+    emulators.load_scenario({"caller": ["Sure, go ahead."], "default_reply": "Great, thank you."})
+    spec = phone_spec(SALES)
+    report = await answer_call(
+        livekit_server, worker, spec, CallerScript(utterances=["Sure, go ahead."], max_wait_s=90)
+    )
+    assert report.ok, report.errors
+    ended = await ended_event(receiver, spec["call_id"])
+    greeting = (
+        "Hi Ahmed, this is Maya from Convoi. Do you have a minute to talk about your phone support?"
+    )
+    tts = emulators.requests("tts")
+    # rendered through the one-shot HTTP synthesis before the answer, not streamed after it
+    assert (tts[0]["kind"], tts[0]["text"]) == ("http", greeting)
+    assert ended["transcript"][0] == {
+        **ended["transcript"][0],
+        "role": "assistant",
+        "text": greeting,
+    }
+    tts_usage = next(u for u in ended["usage"] if u["kind"] == "tts")
+    assert tts_usage["characters"] >= len(greeting)  # the pre-rendered greeting is billed too
+    answer_to_audio = (report.first_agent_audio.mono - report.joined.mono) * 1000
+    (artifacts_dir / "phone-answer-to-first-audio-ms.txt").write_text(f"{answer_to_audio:.0f}\n")

@@ -109,10 +109,10 @@ async def test_web_call_reports_lifecycle_duration_and_cost(
     assert usage["llm"]["output_tokens"] == sum(r["usage"]["completion_tokens"] for r in served)
     tts_chars = sum(len(r["text"]) for r in emulators.requests("tts"))
     assert abs(usage["tts"]["characters"] - tts_chars) <= 2 * len(emulators.requests("tts"))
-    # STT: the audio the session fed to the recogniser. The emulator also receives audio the
-    # transport buffered around connect and close (~10-20 % more on a short call): known gap.
+    # STT: the audio the session streamed to the recogniser, as the emulator received it (the
+    # last few frames may still be in flight when the socket closes)
     stt_received = sum(r.get("audio_seconds", 0.0) for r in emulators.requests("stt"))
-    assert 0.6 * stt_received <= usage["stt"]["audio_seconds"] <= stt_received
+    assert abs(usage["stt"]["audio_seconds"] - stt_received) <= 0.5
 
     llm_price = PRICES.llm["openai"]["gpt-4o-mini"]
     expected_llm = (

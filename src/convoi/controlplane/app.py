@@ -34,6 +34,7 @@ from convoi.controlplane.db.migrate import upgrade_to_head
 from convoi.controlplane.livekit import LiveKitApiGateway, LiveKitGateway
 from convoi.controlplane.log import logger
 from convoi.controlplane.settings import ControlPlaneSettings
+from convoi.controlplane.web import install_demo_page
 from convoi.definitions.loader import load_definitions
 from convoi.definitions.models import Definitions
 
@@ -124,4 +125,5 @@ def create_app(
     app.state.convoi = state
     install_error_handlers(app)
     app.include_router(api_router)
+    install_demo_page(app)  # GET /demo: the web-call demo page (scripts/build-web)
     return app

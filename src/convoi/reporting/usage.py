@@ -36,12 +36,14 @@ class UsageTracker:
         agents: dict[str, Agent],
         current_member: Callable[[], str],
         stt_seconds: Callable[[], dict[str, float]] | None = None,
+        extra_tts_characters: Callable[[], dict[str, int]] | None = None,
     ) -> None:
         """``stt_seconds`` (member → seconds streamed), when given, replaces the STT plugin's own
         audio metrics, which arrive in batches and can lag the end of a call."""
         self._agents = agents
         self._current = current_member
         self._stt_seconds = stt_seconds
+        self._extra_tts = extra_tts_characters
         self._counters: dict[tuple[str, str, str, str], _Counter] = {}
 
     def _counter(self, kind: str, model_name: str | None) -> _Counter:
@@ -77,6 +79,7 @@ class UsageTracker:
     def entries(self) -> list[UsageEntry]:
         """The usage so far, one entry per member and model."""
         self._sync_stt()
+        extra = self._extra_tts() if self._extra_tts is not None else {}
         return [
             UsageEntry(
                 member=member,
@@ -87,7 +90,7 @@ class UsageTracker:
                 cached_input_tokens=c.cached_input_tokens,
                 output_tokens=c.output_tokens,
                 audio_seconds=round(c.audio_seconds, 6),
-                characters=c.characters,
+                characters=c.characters + (extra.get(member, 0) if kind == "tts" else 0),
             )
             for (member, kind, provider, model), c in self._counters.items()
         ]

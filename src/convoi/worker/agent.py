@@ -13,7 +13,7 @@ from convoi.callspec import EffectiveAgent
 from convoi.worker.log import logger
 from convoi.worker.state import CallState
 
-__all__ = ["END_CALL_DESCRIPTION", "OPENER_INSTRUCTIONS", "ConvoiAgent"]
+__all__ = ["END_CALL_DESCRIPTION", "OPENER_INSTRUCTIONS", "ConvoiAgent", "presynthesize"]
 
 END_CALL_DESCRIPTION = (
     "End the call. Use it only after the caller says goodbye or clearly has nothing else, "
@@ -26,6 +26,20 @@ OPENER_INSTRUCTIONS = (
     "can help."
 )
 """What the LLM is asked to do when the agent has no first_message."""
+
+
+async def _frames(frames: list[rtc.AudioFrame]) -> AsyncIterator[rtc.AudioFrame]:
+    for frame in frames:
+        yield frame
+
+
+async def presynthesize(tts: Any, text: str) -> list[rtc.AudioFrame]:
+    """Render ``text`` with ``tts`` ahead of time (e.g. while a phone call rings)."""
+    frames: list[rtc.AudioFrame] = []
+    async with tts.synthesize(text) as stream:
+        async for event in stream:
+            frames.append(event.frame)
+    return frames
 
 
 class ConvoiAgent(Agent):
@@ -81,7 +95,12 @@ class ConvoiAgent(Agent):
 
     async def on_enter(self) -> None:
         greeting = self.effective.greeting
-        if greeting:
+        state = self.session.userdata
+        ready = getattr(state, "greeting_audio", None)
+        if greeting and ready:  # synthesised while the phone rang: plays the moment it is answered
+            state.greeting_audio = None
+            self.session.say(greeting, audio=_frames(ready), allow_interruptions=False)
+        elif greeting:
             self.session.say(greeting, allow_interruptions=False, add_to_chat_ctx=True)
         else:
             self.session.generate_reply(instructions=OPENER_INSTRUCTIONS)

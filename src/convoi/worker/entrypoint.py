@@ -31,6 +31,7 @@ from convoi.reporting.reporter import CallReporter
 from convoi.settings import WorkerSettings
 from convoi.telephony import TrunkConfigError, dialer_for, phone_identity
 from convoi.worker import metrics
+from convoi.worker.agent import presynthesize
 from convoi.worker.log import logger
 from convoi.worker.recording import SessionRecorder
 from convoi.worker.session import build_session
@@ -228,7 +229,7 @@ async def _run_call(
         },
     )
     if call.spec.type == "outbound_phone":
-        identity = await _dial(ctx, call, reporter, state, fields)
+        identity = await _dial(ctx, call, reporter, state, fields, agent_tts=agent.tts)
         if identity is None:
             return
     else:
@@ -283,8 +284,44 @@ async def _wait_for_web_participant(
     return participant.identity
 
 
+def _presynthesize_greeting(
+    call: ResolvedCall, tts: Any, state: Any
+) -> asyncio.Task[list[rtc.AudioFrame]] | None:
+    """Start rendering the start member's greeting so it plays the moment the phone is answered."""
+    text = call.start_agent.greeting
+    if not text or tts is None:
+        return None
+    return asyncio.create_task(presynthesize(tts, text), name="convoi-greeting-tts")
+
+
+async def _collect_greeting(
+    task: asyncio.Task[list[rtc.AudioFrame]] | None, state: Any, fields: dict[str, Any]
+) -> None:
+    """Take the pre-rendered greeting if it is ready (or nearly: 2 s); else it is spoken live."""
+    if task is None:
+        return
+    try:
+        frames = await asyncio.wait_for(asyncio.shield(task), timeout=2.0)
+    except TimeoutError:
+        task.cancel()
+        logger.warning("greeting not pre-rendered in time; speaking it live", extra=fields)
+        return
+    except Exception as exc:  # the live path will report provider errors properly
+        logger.warning("could not pre-render the greeting: %s", exc, extra=fields)
+        return
+    state.greeting_audio = frames
+    member = state.call.start
+    text = state.call.start_agent.greeting or ""
+    state.extra_tts_characters[member] = state.extra_tts_characters.get(member, 0) + len(text)
+
+
 async def _dial(
-    ctx: JobContext, call: ResolvedCall, reporter: CallReporter, state: Any, fields: dict[str, Any]
+    ctx: JobContext,
+    call: ResolvedCall,
+    reporter: CallReporter,
+    state: Any,
+    fields: dict[str, Any],
+    agent_tts: Any = None,
 ) -> str | None:
     """Ring the customer; the SIP participant's identity once answered, else None (call ended)."""
     settings: WorkerSettings = ctx.proc.userdata["settings"]
@@ -293,6 +330,7 @@ async def _dial(
     limits = call.start_agent.agent.limits
     identity = phone_identity(spec.customer.number)
     await reporter.ringing()
+    greeting = _presynthesize_greeting(call, agent_tts, state)
     try:
         result = await dialer_for(settings.dial_mode)(
             ctx.api,
@@ -309,9 +347,12 @@ async def _dial(
     else:
         if result.answered:
             logger.info("call answered", extra={**fields, "participant": identity})
+            await _collect_greeting(greeting, state, fields)
             return identity
         assert result.outcome is not None
         outcome = result.outcome
+    if greeting is not None:
+        greeting.cancel()
     logger.info(
         "call not answered",
         extra={

@@ -32,7 +32,10 @@ class SessionRecorder:
         self.latency: list[TurnLatency] = []
         self._last_user_metrics: dict[str, float] = {}
         self.usage = UsageTracker(
-            {k: m.agent for k, m in call.members.items()}, self.current_member
+            {k: m.agent for k, m in call.members.items()},
+            self.current_member,
+            stt_seconds=lambda: dict(session.userdata.stt_audio_seconds),
+            extra_tts_characters=lambda: dict(session.userdata.extra_tts_characters),
         )
         session.on("metrics_collected", lambda ev: self.usage.add(ev.metrics))
         session.on("conversation_item_added", self._on_item)

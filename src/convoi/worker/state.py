@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from livekit import rtc
+
 from convoi.callspec import ResolvedCall
 
 if TYPE_CHECKING:
@@ -24,5 +26,9 @@ class CallState:
     """Unix time the call really ended (the caller left, the agent hung up)."""
     stt_audio_seconds: dict[str, float] = field(default_factory=dict)
     """Seconds of caller audio streamed to the recogniser, per member: what STT is billed on."""
+    greeting_audio: list[rtc.AudioFrame] | None = None
+    """The start member's greeting, synthesised while a phone call rings (played on answer)."""
+    extra_tts_characters: dict[str, int] = field(default_factory=dict)
+    """Characters synthesised outside the session (the pre-rendered greeting), per member."""
     squad: SquadRuntime | None = None
     """A squad call's runtime: ``squad.handoffs`` and ``squad.current_member`` (None otherwise)."""
