@@ -40,13 +40,19 @@ def _worker_env(cfg: ServerConfig, emulator_port: int | None) -> dict[str, str]:
         "LIVEKIT_URL": cfg.url,
         "LIVEKIT_API_KEY": cfg.api_key,
         "LIVEKIT_API_SECRET": cfg.api_secret,
+        # no livekit-sip here: the "phone" of an outbound call is a participant phone-<digits>
+        "CONVOI_DIAL_MODE": "participant",
+        "CONVOI_LOAD_THRESHOLD": "inf",
     }
     if emulator_port is not None:
         base = f"http://127.0.0.1:{emulator_port}"
         env |= {
             "OPENAI_BASE_URL": f"{base}/openai/v1",
+            "OPENAI_API_KEY": "emulator",
             "DEEPGRAM_BASE_URL": f"{base}/deepgram/v1/listen",
+            "DEEPGRAM_API_KEY": "emulator",
             "ELEVEN_BASE_URL": f"{base}/elevenlabs/v1",
+            "ELEVEN_API_KEY": "emulator",
         }
     return env
 
