@@ -29,10 +29,9 @@ from convoi.reporting.delivery import DeliverySettings
 from convoi.reporting.events import CallEvent
 from convoi.reporting.reporter import CallReporter
 from convoi.settings import WorkerSettings
-from convoi.telephony import TrunkConfigError, dialer_for, phone_identity
 from convoi.worker import metrics
-from convoi.worker.agent import presynthesize
 from convoi.worker.log import logger
+from convoi.worker.phone import dial_customer
 from convoi.worker.recording import SessionRecorder
 from convoi.worker.session import build_session
 
@@ -229,7 +228,7 @@ async def _run_call(
         },
     )
     if call.spec.type == "outbound_phone":
-        identity = await _dial(ctx, call, reporter, state, fields, agent_tts=agent.tts)
+        identity = await dial_customer(ctx, call, reporter, state, fields, agent_tts=agent.tts)
         if identity is None:
             return
     else:
@@ -282,90 +281,3 @@ async def _wait_for_web_participant(
         ctx.shutdown(reason="participant_never_joined")
         return None
     return participant.identity
-
-
-def _presynthesize_greeting(
-    call: ResolvedCall, tts: Any, state: Any
-) -> asyncio.Task[list[rtc.AudioFrame]] | None:
-    """Start rendering the start member's greeting so it plays the moment the phone is answered."""
-    text = call.start_agent.greeting
-    if not text or tts is None:
-        return None
-    return asyncio.create_task(presynthesize(tts, text), name="convoi-greeting-tts")
-
-
-async def _collect_greeting(
-    task: asyncio.Task[list[rtc.AudioFrame]] | None, state: Any, fields: dict[str, Any]
-) -> None:
-    """Take the pre-rendered greeting if it is ready (or nearly: 2 s); else it is spoken live."""
-    if task is None:
-        return
-    try:
-        frames = await asyncio.wait_for(asyncio.shield(task), timeout=2.0)
-    except TimeoutError:
-        task.cancel()
-        logger.warning("greeting not pre-rendered in time; speaking it live", extra=fields)
-        return
-    except Exception as exc:  # the live path will report provider errors properly
-        logger.warning("could not pre-render the greeting: %s", exc, extra=fields)
-        return
-    state.greeting_audio = frames
-    member = state.call.start
-    text = state.call.start_agent.greeting or ""
-    state.extra_tts_characters[member] = state.extra_tts_characters.get(member, 0) + len(text)
-
-
-async def _dial(
-    ctx: JobContext,
-    call: ResolvedCall,
-    reporter: CallReporter,
-    state: Any,
-    fields: dict[str, Any],
-    agent_tts: Any = None,
-) -> str | None:
-    """Ring the customer; the SIP participant's identity once answered, else None (call ended)."""
-    settings: WorkerSettings = ctx.proc.userdata["settings"]
-    spec = call.spec
-    assert spec.customer is not None and call.phone_number is not None
-    limits = call.start_agent.agent.limits
-    identity = phone_identity(spec.customer.number)
-    await reporter.ringing()
-    greeting = _presynthesize_greeting(call, agent_tts, state)
-    try:
-        result = await dialer_for(settings.dial_mode)(
-            ctx.api,
-            phone=call.phone_number,
-            to_number=spec.customer.number,
-            room=ctx.room.name,
-            identity=identity,
-            display_name=spec.customer.name,
-            ringing_timeout=float(limits.ringing_timeout_seconds),
-            max_call_duration=float(limits.max_duration_seconds),
-        )
-    except TrunkConfigError as exc:
-        outcome = exc.outcome
-    else:
-        if result.answered:
-            logger.info("call answered", extra={**fields, "participant": identity})
-            await _collect_greeting(greeting, state, fields)
-            return identity
-        assert result.outcome is not None
-        outcome = result.outcome
-    if greeting is not None:
-        greeting.cancel()
-    logger.info(
-        "call not answered",
-        extra={
-            **fields,
-            "status": outcome.status,
-            "reason": outcome.ended_reason,
-            "detail": outcome.detail,
-        },
-    )
-    await reporter.end(
-        outcome.ended_reason, status=outcome.status, fault=outcome.fault, detail=outcome.detail
-    )
-    state.ended_reason = outcome.ended_reason
-    ctx.delete_room()
-    ctx.shutdown(reason=outcome.ended_reason)
-    return None
