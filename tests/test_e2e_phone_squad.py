@@ -18,8 +18,14 @@ from typing import Any
 import pytest
 import yaml
 
-from convoi.devstack.caller import CallerReport, CallerScript, caller_token, run_caller
-from convoi.devstack.harness import EmulatorsProcess, ReceiverProcess, WorkerProcess, dispatch_call
+from convoi.devstack.caller import CallerReport, CallerScript
+from convoi.devstack.harness import (
+    EmulatorsProcess,
+    ReceiverProcess,
+    WorkerProcess,
+    dispatch_call,
+    place_call,
+)
 from convoi.devstack.livekit_server import LiveKitServer
 from convoi.pipeline import resolve_voice
 from tests.conftest import worker_env
@@ -52,17 +58,16 @@ async def answer_call(
     server: LiveKitServer, worker: WorkerProcess, spec: dict[str, Any], script: CallerScript
 ) -> CallerReport:
     """Dispatch the phone call and answer it as the phone (the caller joins as phone-<digits>)."""
-    room = f"e2e-phone-{uuid.uuid4().hex[:8]}"
-    await dispatch_call(
+    return await place_call(
         server.url,
         server.api_key,
         server.api_secret,
         agent_name=worker.agent_name,
-        room=room,
-        metadata=spec,
+        spec=spec,
+        script=script,
+        identity="phone-" + NUMBER.lstrip("+"),
+        room_prefix="e2e-phone",
     )
-    token = caller_token(server.api_key, server.api_secret, room, "phone-" + NUMBER.lstrip("+"))
-    return await run_caller(server.url, token, script)
 
 
 async def ended_event(receiver: ReceiverProcess, call_id: str) -> dict[str, Any]:

@@ -16,8 +16,14 @@ from typing import Any
 import pytest
 
 from convoi.definitions.loader import load_definitions
-from convoi.devstack.caller import CallerScript, caller_token, run_caller
-from convoi.devstack.harness import EmulatorsProcess, ReceiverProcess, WorkerProcess, dispatch_call
+from convoi.devstack.caller import CallerScript
+from convoi.devstack.harness import (
+    EmulatorsProcess,
+    ReceiverProcess,
+    WorkerProcess,
+    dispatch_call,
+    place_call,
+)
 from convoi.devstack.livekit_server import LiveKitServer
 from tests.conftest import E2E_EVENTS_SECRET, worker_env
 
@@ -43,17 +49,16 @@ def web_spec(**fields: Any) -> dict[str, Any]:
 async def call(
     server: LiveKitServer, worker: WorkerProcess, spec: dict[str, Any], utterances: list[str]
 ) -> Any:
-    room = f"e2e-rep-{uuid.uuid4().hex[:8]}"
-    await dispatch_call(
+    report = await place_call(
         server.url,
         server.api_key,
         server.api_secret,
         agent_name=worker.agent_name,
-        room=room,
-        metadata=spec,
+        spec=spec,
+        script=CallerScript(utterances=utterances, max_wait_s=90),
+        name="Dana",
+        room_prefix="e2e-rep",
     )
-    token = caller_token(server.api_key, server.api_secret, room, "caller", name="Dana")
-    report = await run_caller(server.url, token, CallerScript(utterances=utterances, max_wait_s=90))
     assert report.ok, report.errors
     return report
 

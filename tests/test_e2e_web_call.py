@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from convoi.devstack.caller import CallerReport, CallerScript, caller_token, run_caller
-from convoi.devstack.harness import EmulatorsProcess, WorkerProcess, dispatch_call
+from convoi.devstack.caller import CallerReport, CallerScript
+from convoi.devstack.harness import EmulatorsProcess, WorkerProcess, dispatch_call, place_call
 from convoi.devstack.livekit_server import LiveKitServer
 
 pytestmark = pytest.mark.e2e
@@ -30,22 +30,19 @@ async def place_web_call(
     worker: WorkerProcess,
     spec: dict[str, Any],
     utterances: list[str],
-) -> tuple[str, CallerReport]:
+) -> tuple[None, CallerReport]:
     """Dispatch ``spec`` into a new room, join as the caller and run the script."""
-    room = f"e2e-{uuid.uuid4().hex[:8]}"
-    await dispatch_call(
+    report = await place_call(
         server.url,
         server.api_key,
         server.api_secret,
         agent_name=worker.agent_name,
-        room=room,
-        metadata=spec,
+        spec=spec,
+        script=CallerScript(utterances=utterances, max_wait_s=90),
+        name=spec.get("participant_name"),
+        room_prefix="e2e",
     )
-    token = caller_token(
-        server.api_key, server.api_secret, room, "caller", name=spec.get("participant_name")
-    )
-    report = await run_caller(server.url, token, CallerScript(utterances=utterances, max_wait_s=90))
-    return room, report
+    return None, report
 
 
 def web_spec(**fields: Any) -> dict[str, Any]:

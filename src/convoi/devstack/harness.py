@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +23,7 @@ import httpx
 import yaml
 from livekit import api
 
+from convoi.devstack.caller import CallerReport, CallerScript, caller_token, run_caller
 from convoi.devstack.state import http_ok
 
 __all__ = [
@@ -31,6 +33,7 @@ __all__ = [
     "WorkerProcess",
     "dispatch_call",
     "free_port",
+    "place_call",
 ]
 
 
@@ -300,3 +303,22 @@ async def dispatch_call(
         return await lk.agent_dispatch.create_dispatch(
             api.CreateAgentDispatchRequest(agent_name=agent_name, room=room, metadata=body)
         )
+
+
+async def place_call(
+    url: str,
+    api_key: str,
+    api_secret: str,
+    *,
+    agent_name: str,
+    spec: Mapping[str, Any],
+    script: CallerScript,
+    identity: str = "caller",
+    name: str | None = None,
+    room_prefix: str = "call",
+) -> CallerReport:
+    """Dispatch ``spec`` into a new room and join it as the scripted caller (or the phone)."""
+    room = f"{room_prefix}-{uuid.uuid4().hex[:8]}"
+    await dispatch_call(url, api_key, api_secret, agent_name=agent_name, room=room, metadata=spec)
+    token = caller_token(api_key, api_secret, room, identity, name=name)
+    return await run_caller(url, token, script)
