@@ -12,7 +12,6 @@ or 5xx → :class:`LiveKitUnavailable`.
 
 from __future__ import annotations
 
-import datetime
 import threading
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractContextManager
@@ -23,6 +22,7 @@ from anyio.from_thread import BlockingPortal, start_blocking_portal
 from livekit import api
 
 from convoi.controlplane.errors import LiveKitRejected, LiveKitUnavailable
+from convoi.tokens import join_token
 
 __all__ = ["LiveKitApiGateway", "LiveKitGateway", "http_url"]
 
@@ -127,23 +127,9 @@ class LiveKitApiGateway:
         self, room: str, identity: str, name: str | None, ttl_seconds: int
     ) -> str:
         """Sign a join token for ``room`` only."""
-        token = (
-            api.AccessToken(self._api_key, self._api_secret)
-            .with_identity(identity)
-            .with_ttl(datetime.timedelta(seconds=ttl_seconds))
-            .with_grants(
-                api.VideoGrants(
-                    room_join=True,
-                    room=room,
-                    can_publish=True,
-                    can_subscribe=True,
-                    can_publish_data=True,
-                )
-            )
+        return join_token(
+            self._api_key, self._api_secret, room, identity, name=name, ttl_seconds=ttl_seconds
         )
-        if name:
-            token = token.with_name(name)
-        return token.to_jwt()
 
     def dispatch(self, room: str, agent_name: str, metadata: str) -> str:
         """CreateAgentDispatch with the CallSpec JSON as metadata."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import warnings
 
-from livekit import api
+from convoi.tokens import join_token
 
 # --------------------------------------------------------------------------------------------
 # tokens
@@ -27,29 +27,16 @@ def caller_token(
     ``kind`` sets the participant kind ("standard", "agent", "sip", ...): a test's stand-in agent
     uses ``kind="agent"`` so the caller recognises it.
     """
-    import datetime
-
-    token = (
-        api.AccessToken(api_key, api_secret)
-        .with_identity(identity)
-        .with_ttl(datetime.timedelta(seconds=ttl_s))
-        .with_grants(
-            api.VideoGrants(
-                room_join=True,
-                room=room,
-                can_publish=True,
-                can_subscribe=True,
-                can_publish_data=True,
-            )
-        )
-    )
-    if name:
-        token = token.with_name(name)
-    if kind:
-        token = token.with_kind(kind)  # type: ignore[arg-type]
-    if attributes:
-        token = token.with_attributes(attributes)
     with warnings.catch_warnings():
         # devstack secrets ("secret") are shorter than PyJWT's recommended HMAC key length
         warnings.filterwarnings("ignore", message=".*HMAC key.*")
-        return token.to_jwt()
+        return join_token(
+            api_key,
+            api_secret,
+            room,
+            identity,
+            name=name,
+            ttl_seconds=ttl_s,
+            kind=kind,
+            attributes=attributes,
+        )
