@@ -8,8 +8,72 @@ from pathlib import Path
 
 import pytest
 
+from convoi.definitions.loader import load_definitions
+from convoi.definitions.models import Definitions
 from convoi.devstack.harness import EmulatorsProcess, ReceiverProcess, WorkerProcess
 from convoi.devstack.livekit_server import LiveKitServer
+from tests.helpers import AGENTS_CONFIG
+from tests.unit_guard import UNIT_ONLY_ENV, guard
+
+UNIT_ONLY = os.environ.get(UNIT_ONLY_ENV) == "1"
+"""``scripts/test --unit``: no test may start (or reuse) a server, see ``tests/unit_guard.py``."""
+
+_violations: list[str] = []
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_servers_in_unit_mode() -> Iterator[None]:
+    """In unit mode, ``subprocess.Popen`` refuses livekit-server, Redis, PostgreSQL, the worker…"""
+    if not UNIT_ONLY:
+        yield
+        return
+    with guard(_violations):
+        yield
+
+
+@pytest.fixture(autouse=True)
+def _fail_on_refused_server() -> Iterator[None]:
+    """A refused server start fails its test, even when the code under test caught the error."""
+    before = len(_violations)
+    yield
+    if len(_violations) > before:
+        pytest.fail("\n".join(_violations[before:]), pytrace=False)
+
+
+SERVER_FIXTURES = frozenset({"livekit_server", "emulators", "receiver", "worker"})
+"""The fixtures below that start (or reuse) a server: a test using one must be marked."""
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Refuse to run a test that uses a server fixture of this file without ``e2e``/``server``."""
+    unmarked = []
+    for item in items:
+        info = getattr(item, "_fixtureinfo", None)
+        if info is None or item.get_closest_marker("e2e") or item.get_closest_marker("server"):
+            continue
+        for name in sorted(SERVER_FIXTURES.intersection(item.fixturenames)):
+            fixturedefs = info.name2fixturedefs.get(name) or ()
+            if fixturedefs and fixturedefs[-1].baseid == "tests":  # ours, not a module's own
+                unmarked.append(f"{item.nodeid} (uses the {name} fixture)")
+    if unmarked:
+        raise pytest.UsageError(
+            "tests that start a server must be marked `e2e` or `server`:\n  "
+            + "\n  ".join(unmarked)
+        )
+
+
+def _refuse_in_unit_mode(what: str) -> None:
+    if UNIT_ONLY:
+        pytest.fail(
+            f"{UNIT_ONLY_ENV}=1: a unit test asked for {what}; mark it `e2e` or `server`",
+            pytrace=False,
+        )
+
+
+@pytest.fixture(scope="module")
+def defs() -> Definitions:
+    """The shipped definitions (``agents_config/``), loaded once per module."""
+    return load_definitions(AGENTS_CONFIG).definitions
 
 
 @pytest.fixture(scope="session")
@@ -19,6 +83,7 @@ def livekit_server() -> Iterator[LiveKitServer]:
     Reuses one already answering there (e.g. from `convoi-devstack up`), else starts one for the
     session (building the pinned binary first if needed) and stops it at the end.
     """
+    _refuse_in_unit_mode("a livekit-server")
     with LiveKitServer() as server:
         yield server
 
@@ -37,6 +102,7 @@ def artifacts_dir() -> Path:
 @pytest.fixture(scope="session")
 def emulators(artifacts_dir: Path) -> Iterator[EmulatorsProcess]:
     """The provider emulators as a separate process on a free port."""
+    _refuse_in_unit_mode("the emulators process")
     proc = EmulatorsProcess(artifacts_dir / "emulators.log").start_and_wait()
     yield proc
     proc.stop()
@@ -45,6 +111,7 @@ def emulators(artifacts_dir: Path) -> Iterator[EmulatorsProcess]:
 @pytest.fixture(scope="session")
 def receiver(artifacts_dir: Path) -> Iterator[ReceiverProcess]:
     """The reference event receiver the e2e worker reports to."""
+    _refuse_in_unit_mode("the receiver process")
     db = artifacts_dir / "receiver.sqlite3"
     db.unlink(missing_ok=True)
     proc = ReceiverProcess(artifacts_dir / "receiver.log", db, secret=E2E_EVENTS_SECRET)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from livekit.agents import APIConnectOptions, llm
+from livekit.agents import APIConnectOptions, APIStatusError, llm
 from livekit.agents.types import DEFAULT_API_CONNECT_OPTIONS, NOT_GIVEN, NotGivenOr
 
 __all__ = ["Reply", "ScriptedLLM"]
@@ -25,6 +25,8 @@ class Reply:
     when: str | None = None
     tool: str | None = None
     arguments: str = "{}"
+    error: str | None = None
+    """Fail the request with this message (a non-retryable provider error) instead."""
 
 
 @dataclass
@@ -105,6 +107,8 @@ class _Stream(llm.LLMStream):
         self._reply = reply
 
     async def _run(self) -> None:
+        if self._reply.error is not None:
+            raise APIStatusError(self._reply.error, status_code=500, retryable=False)
         if self._reply.tool:
             call = llm.FunctionToolCall(
                 name=self._reply.tool, arguments=self._reply.arguments, call_id="call_1"

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import socket
 import uuid
 import wave
 from pathlib import Path
@@ -31,6 +30,7 @@ from convoi.devstack.caller import (
     run_caller,
 )
 from convoi.devstack.livekit_server import LiveKitServer
+from tests.helpers import free_port
 
 API_KEY, API_SECRET = "devkey", "secret"
 
@@ -289,11 +289,8 @@ async def test_caller_stays_until_agent_hangs_up(local_livekit_url: str) -> None
 @pytest.mark.e2e
 async def test_caller_reports_unreachable_server() -> None:
     """Nothing listens on this port: the connect step fails, run_caller returns."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     report = await run_caller(
-        f"ws://127.0.0.1:{port}",
+        f"ws://127.0.0.1:{free_port()}",
         caller_token(API_KEY, API_SECRET, "nowhere", "caller"),
         CallerScript(utterances=["Hello?"], connect_timeout_s=10.0, max_wait_s=3.0),
     )

@@ -1,6 +1,6 @@
 """CallSpec validation and resolution: the seed's examples run, and every bad request names its field.
 
-A CallSpec is the dispatch metadata the control plane hands the worker (DESIGN §2). A bad one must
+A CallSpec is the dispatch metadata the control plane hands the worker (docs/architecture.md §2). A bad one must
 end the call with ``invalid_request`` and a reason a human can act on, so each invalid case below
 checks the exact dotted field reported (``CallSpecError.field``) and a fragment of the problem.
 """
@@ -10,13 +10,11 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from convoi.callspec import CallSpec, CallSpecError, ResolvedCall, parse_callspec, resolve_call
-from convoi.definitions.loader import load_definitions
 from convoi.definitions.models import Definitions
 from tests.fixtures.seed_examples import (
     OUTBOUND_FULL,
@@ -28,23 +26,10 @@ from tests.fixtures.seed_examples import (
     WORKFORCE_IN_SQUAD_ID,
     SeedExample,
 )
+from tests.helpers import HELP_KB, REPO, SQUAD, SUPPORT, UAE_LINE, US_LINE
 
-REPO = Path(__file__).resolve().parents[1]
 SEED_FILE = REPO / "docs" / "seed" / "calls-api.txt"
 """The product's public contract, kept in the repo (a copy of the steering repo's shared/seed)."""
-
-SUPPORT = "agt_b88d642dd68747f28305c428b209xxxx"
-SALES = "agt_0a9b8c7d6e5f40312a3b4c5d6e7f8a9b"
-SQUAD = "sqd_3fa85f6457174562b3fc2c963f66afa6"
-US_LINE = "phn_c38155f043624745a66d2e28c185xxxx"
-UAE_LINE = "phn_9b2c4e6a8d0f42b1a3c5e7f9b1d3f5a7"
-HELP_KB = "kb_3a1c9e2b7d4f4a0b8c6e1f2a3b4c5d6e"
-
-
-@pytest.fixture(scope="module")
-def defs() -> Definitions:
-    return load_definitions(REPO / "agents_config").definitions
-
 
 # --- helpers -------------------------------------------------------------------------------------
 

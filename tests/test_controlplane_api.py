@@ -20,11 +20,11 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select, update
 
 from convoi.callspec import parse_callspec
-from convoi.controlplane import ControlPlaneSettings, FakeLiveKitGateway, create_app
+from convoi.controlplane import ControlPlaneSettings, create_app
 from convoi.controlplane.db.models import Call, IdempotencyRecord, utcnow
 from convoi.controlplane.errors import LiveKitRejected, LiveKitUnavailable
-from convoi.controlplane.fakes import signed_event
 from convoi.controlplane.keys import create_key
+from convoi.devstack.controlplane_fakes import FakeLiveKitGateway, signed_event
 from tests.fixtures.seed_examples import (
     OUTBOUND_FULL,
     SEED_EXAMPLES,
@@ -33,14 +33,11 @@ from tests.fixtures.seed_examples import (
     WORKFORCE_IN_AGENT_ID,
     SeedExample,
 )
+from tests.helpers import REPO, SQUAD
 
-REPO = Path(__file__).resolve().parents[1]
 CALLS = "/api/v1/public/calls"
 SECRET = "controlplane-test-events-secret"
 PUBLIC_URL = "wss://livekit.example.test"
-SUPPORT = "agt_b88d642dd68747f28305c428b209xxxx"
-SQUAD = "sqd_3fa85f6457174562b3fc2c963f66afa6"
-US_LINE = "phn_c38155f043624745a66d2e28c185xxxx"
 TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
 
 WEB_KEYS = {
@@ -570,7 +567,7 @@ def test_cli_migrate_and_create_key(
 def test_control_plane_server_harness(tmp_path: Path) -> None:
     import httpx
 
-    from convoi.controlplane import ControlPlaneServer
+    from convoi.devstack.controlplane_harness import ControlPlaneServer
 
     gateway = FakeLiveKitGateway()
     with ControlPlaneServer(make_settings(tmp_path), gateway) as server:

@@ -26,7 +26,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, inspect, select, text
 from sqlalchemy.engine import make_url
 
-from convoi.controlplane import ControlPlaneSettings, FakeLiveKitGateway, create_app, idempotency
+from convoi.controlplane import ControlPlaneSettings, create_app, idempotency
 from convoi.controlplane.db import (
     Account,
     Base,
@@ -46,14 +46,15 @@ from convoi.controlplane.errors import (
 )
 from convoi.controlplane.events import SqlEventStore
 from convoi.controlplane.keys import authenticate, create_key, hash_key
+from convoi.devstack.controlplane_fakes import FakeLiveKitGateway
 from convoi.reporting.events import CallEvent
+from tests.helpers import REPO, make_event
 
-REPO = Path(__file__).resolve().parents[1]
 POSTGRES_ENV = "CONVOI_TEST_POSTGRES_URL"
 TABLES = {"accounts", "api_keys", "calls", "idempotency_keys", "call_events"}
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """An empty database: a SQLite file, or a fresh database on the PostgreSQL server."""
     if request.param == "sqlite":
@@ -106,18 +107,9 @@ def add_call(database: Database, call_id: str = "call_01HXTESTCALL00000000000000
 
 
 def event(call_id: str, sequence: int, status: str, cost: str = "0", **fields: object) -> CallEvent:
-    return CallEvent.model_validate(
-        {
-            "id": f"evt_{uuid.uuid4().hex}",
-            "call_id": call_id,
-            "sequence": sequence,
-            "type": "call.status",
-            "created_at": 1_780_000_000.0,
-            "status": status,
-            "cost": {"amount": cost},
-            **fields,
-        }
-    )
+    """:func:`tests.helpers.make_event` with ``status`` and ``cost`` up front and no metadata."""
+    values: dict[str, object] = {"created_at": 1_780_000_000.0, "metadata": None, **fields}
+    return make_event(call_id, sequence, status=status, cost={"amount": cost}, **values)
 
 
 # ------------------------------------------------------------------------ migrations
@@ -285,7 +277,7 @@ def test_api_round_trip(database_url: str) -> None:
         assert replay.content == created.content and len(gateway.dispatches) == 1
         call_id = created.json()["id"]
 
-        from convoi.controlplane.fakes import signed_event
+        from convoi.devstack.controlplane_fakes import signed_event
 
         payload, signed = signed_event(
             "db-test-secret", call_id, 1, "completed", duration_seconds=61.0, cost="0.25",

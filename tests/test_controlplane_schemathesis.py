@@ -23,9 +23,10 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
 
-from convoi.controlplane import ControlPlaneSettings, FakeLiveKitGateway, create_app
+from convoi.controlplane import ControlPlaneSettings, create_app
 from convoi.controlplane.db import upgrade_to_head
 from convoi.controlplane.keys import create_key
+from convoi.devstack.controlplane_fakes import FakeLiveKitGateway
 
 REPO = Path(__file__).resolve().parents[1]
 _FOLDER = tempfile.mkdtemp(prefix="convoi-schemathesis-")

@@ -1,4 +1,4 @@
-"""Call cost (DESIGN §9): every expected figure is worked out by hand and written as a literal.
+"""Call cost (docs/architecture.md §9): every expected figure is worked out by hand and written as a literal.
 
 Prices in the test list (USD):
   llm openai/gpt-4o-mini   input 0.15 / cached 0.075 / output 0.60 per 1M tokens

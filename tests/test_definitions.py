@@ -18,13 +18,8 @@ import pytest
 import yaml
 
 from convoi.definitions.loader import ConfigError, ConfigIssue, LoadResult, load_definitions
-
-REPO = Path(__file__).resolve().parents[1]
-SHIPPED = REPO / "agents_config"
-
-SUPPORT = "agt_b88d642dd68747f28305c428b209xxxx"
-SQUAD = "sqd_3fa85f6457174562b3fc2c963f66afa6"
-
+from tests.helpers import AGENTS_CONFIG as SHIPPED
+from tests.helpers import SQUAD, SUPPORT
 
 # --- the shipped definitions ---------------------------------------------------------------------
 

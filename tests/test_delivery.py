@@ -5,63 +5,31 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import socket
 import sys
 import time
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from decimal import Decimal
 from pathlib import Path
 
 import pytest
 from aiohttp import web
 from pydantic import SecretStr
 
-from convoi.receiver import EventStore
+from convoi.receiver import ReceiverStore
 from convoi.receiver.app import create_app
 from convoi.reporting.delivery import DeliverySettings, EventDelivery, deliver_pending
-from convoi.reporting.events import CallEvent, Cost
+from convoi.reporting.events import CallEvent
 from convoi.reporting.outbox import Outbox
 from convoi.reporting.signing import EVENT_ID_HEADER, SIGNATURE_HEADER
+from tests.helpers import free_port, make_event, wait_until
 
 SECRET = "delivery-test-secret"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def make_event(call_id: str, sequence: int, **fields: object) -> CallEvent:
-    values: dict[str, object] = {
-        "id": f"evt_{uuid.uuid4().hex}",
-        "call_id": call_id,
-        "sequence": sequence,
-        "type": "call.status",
-        "created_at": time.time(),
-        "status": "active",
-        "cost": Cost(amount=Decimal("0.01") * sequence),
-        "metadata": {"campaign": "may"},
-    }
-    values.update(fields)
-    return CallEvent.model_validate(values)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-async def wait_until(predicate: Callable[[], bool], what: str, timeout: float = 15.0) -> None:
-    """Poll a condition until it holds (the only way these tests wait)."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not predicate():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.01)
-
-
 class Receiver:
     """The reference receiver app on a fixed port, startable and stoppable, logging requests."""
 
-    def __init__(self, store: EventStore, port: int) -> None:
+    def __init__(self, store: ReceiverStore, port: int) -> None:
         self.store = store
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
@@ -110,7 +78,7 @@ class Receiver:
 
 @pytest.fixture
 async def receiver(tmp_path: Path) -> AsyncIterator[Receiver]:
-    receiver = Receiver(EventStore(tmp_path / "receiver.sqlite3"), free_port())
+    receiver = Receiver(ReceiverStore(tmp_path / "receiver.sqlite3"), free_port())
     yield receiver
     receiver.unhang.set()
     await receiver.stop()
@@ -315,6 +283,7 @@ async def test_deliver_pending_one_shot(receiver: Receiver, settings: DeliverySe
     assert receiver.stored_ids("call_l") == [e.id for e in events]
 
 
+@pytest.mark.server  # the receiver as a subprocess
 async def test_command_line_receiver_and_flush(tmp_path: Path) -> None:
     env = {**os.environ, "TEST_EVENTS_SECRET": SECRET}
     receiver = await asyncio.create_subprocess_exec(
@@ -336,7 +305,7 @@ async def test_command_line_receiver_and_flush(tmp_path: Path) -> None:
             env={**env, "CONVOI_API_URL": url, "CONVOI_EVENTS_SECRET": SECRET},
         )  # fmt: skip
         assert await asyncio.wait_for(flush.wait(), 60) == 0
-        store = EventStore(tmp_path / "r.db")
+        store = ReceiverStore(tmp_path / "r.db")
         assert [e.sequence for e in store.events("call_m")] == [1, 2]
         store.close()
     finally:

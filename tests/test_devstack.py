@@ -23,9 +23,12 @@ import pytest
 from livekit import api, rtc
 from livekit.rtc._proto import stats_pb2
 
-from convoi.devstack import install
+from convoi.devstack import cli, install
+from convoi.devstack.emulators.__main__ import _parse_args as emulators_args
+from convoi.devstack.emulators.scenario import load_scenario
 from convoi.devstack.livekit_server import LiveKitServer
-from convoi.devstack.state import pid_alive, wait_until
+from convoi.devstack.state import Component, State, pid_alive, wait_until
+from tests.helpers import free_port
 
 SAMPLE_RATE = 48000
 FRAME_MS = 10
@@ -90,12 +93,6 @@ async def _selected_candidates(room: rtc.Room) -> list[dict[str, object]]:
                 }
             )
     return pairs
-
-
-def _free_port(kind: int = socket.SOCK_STREAM) -> int:
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _fake_go(bindir: Path, body: str) -> Path:
@@ -260,6 +257,42 @@ def test_missing_go_gives_clear_message_without_traceback(tmp_path: Path) -> Non
     assert "Traceback" not in proc.stderr
 
 
+# --------------------------------------------------------------------------- CLI: up's scenario
+
+
+def test_up_starts_the_emulators_with_the_default_scenario(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Without a script the emulators transcribe the caller as "" and nobody answers: ``up``
+    gives them one (the README walkthrough's caller then hears a reply)."""
+    monkeypatch.setenv("CONVOI_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.setattr(cli.install, "ensure", lambda *a, **kw: None)
+    server = Component(name=cli.SERVER, pid=None, owned=False)
+    monkeypatch.setattr(cli, "_start_server", lambda cfg, timeout: server)
+    started: list[Path | None] = []
+
+    def start_emulators(port: int, timeout: float, scenario: Path | None) -> Component:
+        started.append(scenario)
+        return Component(name=cli.EMULATORS, pid=None, owned=False, ports={"http": port})
+
+    monkeypatch.setattr(cli, "_start_emulators", start_emulators)
+    assert cli.main(["up"]) == 0
+    assert started == [cli.DEFAULT_SCENARIO]
+    assert "export OPENAI_BASE_URL=http://127.0.0.1:18500/openai/v1" in capsys.readouterr().out
+    State.clear()
+
+    assert cli.main(["up", "--scenario", str(tmp_path / "mine.yaml")]) == 0
+    assert started[-1] == tmp_path / "mine.yaml"
+
+    default = load_scenario(cli.DEFAULT_SCENARIO)
+    assert default.caller and default.caller_repeat and default.llm
+    cmd = cli.emulators_command(18500, cli.DEFAULT_SCENARIO, tmp_path / "records.jsonl")
+    assert cmd[:3] == [sys.executable, "-m", cli.EMULATORS_MODULE]
+    parsed = emulators_args(cmd[3:])  # what the emulators process will read
+    assert (parsed.port, parsed.scenario) == (18500, cli.DEFAULT_SCENARIO)
+    assert "--scenario" not in cli.emulators_command(18500, None, tmp_path / "r.jsonl")
+
+
 # --------------------------------------------------------------------------- CLI round trip
 
 
@@ -276,7 +309,7 @@ def _cli(*args: str, env: dict[str, str], timeout: float = 120) -> subprocess.Co
 @pytest.mark.e2e
 def test_cli_up_status_down_round_trip(tmp_path: Path) -> None:
     install.ensure("livekit-server")  # may build once (minutes) on a fresh machine
-    port, tcp, udp = _free_port(), _free_port(), _free_port(socket.SOCK_DGRAM)
+    port, tcp, udp = free_port(), free_port(), free_port(socket.SOCK_DGRAM)
     env = {**os.environ, "CONVOI_STATE_DIR": str(tmp_path / "state")}
     ports = ["--port", str(port), "--rtc-tcp-port", str(tcp), "--rtc-udp-port", str(udp)]
 

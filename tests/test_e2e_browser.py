@@ -33,18 +33,18 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from convoi.controlplane import ControlPlaneSettings
-from convoi.controlplane.harness import ControlPlaneServer
 from convoi.controlplane.web import WEB_DIR_ENV, install_demo_page
 from convoi.devstack.audio import synthesize
+from convoi.devstack.controlplane_harness import ControlPlaneServer
 from convoi.devstack.harness import EmulatorsProcess, ReceiverProcess, WorkerProcess
 from convoi.devstack.livekit_server import LiveKitServer
 from tests.conftest import worker_env
+from tests.helpers import SUPPORT
 
 pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parent.parent
 DRIVER = ROOT / "web" / "e2e" / "browser-call.mjs"
-SUPPORT = "agt_b88d642dd68747f28305c428b209xxxx"
 AGENT_NAME = "convoi-e2e-browser"
 SECRET = "e2e-browser-events-secret-0123456789"
 NAME = "Dana"

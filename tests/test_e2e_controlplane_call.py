@@ -18,17 +18,16 @@ import httpx
 import pytest
 
 from convoi.controlplane import ControlPlaneSettings
-from convoi.controlplane.harness import ControlPlaneServer
 from convoi.devstack.caller import CallerScript, caller_token, run_caller
+from convoi.devstack.controlplane_harness import ControlPlaneServer
 from convoi.devstack.harness import EmulatorsProcess, ReceiverProcess, WorkerProcess
 from convoi.devstack.livekit_server import LiveKitServer
 from tests.conftest import worker_env
+from tests.helpers import SALES, SUPPORT, US_LINE
 
 pytestmark = pytest.mark.e2e
 
 SCENARIO = Path(__file__).parent / "scenarios" / "e2e_web.yaml"
-SUPPORT = "agt_b88d642dd68747f28305c428b209xxxx"
-SALES = "agt_0a9b8c7d6e5f40312a3b4c5d6e7f8a9b"
 AGENT_NAME = "convoi-e2e-api"
 SECRET = "e2e-controlplane-events-secret-0123"
 
@@ -141,7 +140,7 @@ async def test_outbound_call_through_the_api_ends_completed(
         "type": "outbound_phone",
         "agent_id": SALES,
         "customer": {"number": "+15550000003", "name": "Ahmed"},
-        "phone_number_id": "phn_c38155f043624745a66d2e28c185xxxx",
+        "phone_number_id": US_LINE,
     }
     created = post_call(server, key, body)
     assert created.status_code == 201, created.text

@@ -29,13 +29,12 @@ from convoi.devstack.harness import (
 from convoi.devstack.livekit_server import LiveKitServer
 from convoi.pipeline import resolve_voice
 from tests.conftest import worker_env
+from tests.helpers import SALES, SQUAD
+from tests.helpers import US_LINE as PHONE
 
 pytestmark = pytest.mark.e2e
 
 SQUAD_SCENARIO = Path(__file__).parent / "scenarios" / "e2e_squad.yaml"
-SQUAD = "sqd_3fa85f6457174562b3fc2c963f66afa6"
-SALES = "agt_0a9b8c7d6e5f40312a3b4c5d6e7f8a9b"
-PHONE = "phn_c38155f043624745a66d2e28c185xxxx"
 NUMBER = "+15550000002"
 TRIAGE_GREETING = "Hi Ahmed, this is Convoi. Are you calling about billing, or do you need support?"
 BILLING_GREETING = "Thanks Ahmed, I'm the billing specialist. What's the question about your bill?"

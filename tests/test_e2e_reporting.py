@@ -26,11 +26,11 @@ from convoi.devstack.harness import (
 )
 from convoi.devstack.livekit_server import LiveKitServer
 from tests.conftest import E2E_EVENTS_SECRET, worker_env
+from tests.helpers import SUPPORT
 
 pytestmark = pytest.mark.e2e
 
 SCENARIO = Path(__file__).parent / "scenarios" / "e2e_web.yaml"
-SUPPORT = "agt_b88d642dd68747f28305c428b209xxxx"
 UTTERANCES = ["Hi, I have a question about my bill.", "Thanks, that's all."]
 PRICES = load_definitions("agents_config").definitions.prices
 

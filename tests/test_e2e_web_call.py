@@ -7,6 +7,7 @@ providers are the local emulators, following ``tests/scenarios/e2e_web.yaml``.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from pathlib import Path
 from typing import Any
@@ -14,13 +15,19 @@ from typing import Any
 import pytest
 
 from convoi.devstack.caller import CallerReport, CallerScript
-from convoi.devstack.harness import EmulatorsProcess, WorkerProcess, dispatch_call, place_call
+from convoi.devstack.harness import (
+    EmulatorsProcess,
+    ReceiverProcess,
+    WorkerProcess,
+    dispatch_call,
+    place_call,
+)
 from convoi.devstack.livekit_server import LiveKitServer
+from tests.helpers import SUPPORT
 
 pytestmark = pytest.mark.e2e
 
 SCENARIO = Path(__file__).parent / "scenarios" / "e2e_web.yaml"
-SUPPORT = "agt_b88d642dd68747f28305c428b209xxxx"
 UTTERANCES = ["Hi, I have a question about my bill.", "Thanks, that's all."]
 GREETING = "Hi Dana, thanks for calling Convoi support. How can I help you today?"
 
@@ -58,6 +65,7 @@ async def test_web_call_greets_and_answers_two_turns(
     livekit_server: LiveKitServer,
     worker: WorkerProcess,
     emulators: EmulatorsProcess,
+    receiver: ReceiverProcess,
     artifacts_dir: Path,
 ) -> None:
     emulators.load_scenario(SCENARIO)
@@ -71,7 +79,9 @@ async def test_web_call_greets_and_answers_two_turns(
 
     ended = worker.wait_for_record("call ended", call_id=spec["call_id"])
     assert ended["reason"] == "customer_hangup"
-    said = [(m["role"], m["text"]) for m in ended["transcript"]]
+    assert "transcript" not in ended  # customer speech stays out of the operational log
+    report_ended = await asyncio.to_thread(receiver.wait_for_event, spec["call_id"], "call.ended")
+    said = [(m["role"], m["text"]) for m in report_ended["event"]["transcript"]]
     assert said == [
         ("assistant", GREETING),
         ("user", UTTERANCES[0]),
@@ -113,7 +123,10 @@ async def test_overrides_reach_the_providers(
 
 
 async def test_bad_callspec_is_rejected_and_the_worker_serves_the_next_call(
-    livekit_server: LiveKitServer, worker: WorkerProcess, emulators: EmulatorsProcess
+    livekit_server: LiveKitServer,
+    worker: WorkerProcess,
+    emulators: EmulatorsProcess,
+    receiver: ReceiverProcess,
 ) -> None:
     emulators.load_scenario(SCENARIO)
     bad = web_spec(agent_id="sqd_3fa85f6457174562b3fc2c963f66afa6")  # workforce on a web call
@@ -150,5 +163,6 @@ async def test_bad_callspec_is_rejected_and_the_worker_serves_the_next_call(
     _, report = await place_web_call(livekit_server, worker, good, UTTERANCES[:1])
     assert report.ok, report.errors
     assert worker.running()
-    ended = worker.wait_for_record("call ended", call_id=good["call_id"])
-    assert ended["transcript"][0]["text"].startswith("Hi Lee,")
+    worker.wait_for_record("call ended", call_id=good["call_id"])
+    ended = await asyncio.to_thread(receiver.wait_for_event, good["call_id"], "call.ended")
+    assert ended["event"]["transcript"][0]["text"].startswith("Hi Lee,")

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import sys
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +17,16 @@ from livekit.agents import APIConnectOptions, APIError, APIStatusError, llm, stt
 from livekit.plugins import deepgram, elevenlabs, openai
 
 from convoi.devstack import audio
-from convoi.devstack.emulators import RunningEmulators, load_scenario, running_emulators
+from convoi.devstack.cli import DEFAULT_SCENARIO
+from convoi.devstack.emulators import (
+    EmulatorState,
+    RunningEmulators,
+    load_scenario,
+    running_emulators,
+)
 from convoi.devstack.emulators.endpointing import EnergyDetector
 from convoi.devstack.emulators.scenario import Scenario, SttSettings
+from tests.helpers import free_port, wait_until
 
 SCENARIOS = Path(__file__).parent / "scenarios"
 BASIC = load_scenario(SCENARIOS / "web_basic.yaml")
@@ -50,14 +55,6 @@ async def _records(emu: RunningEmulators, provider: str) -> list[dict[str, Any]]
     status, records = await _control(emu, "GET", f"requests?provider={provider}")
     assert status == 200
     return records
-
-
-async def _wait_until(cond: Callable[[], bool], timeout: float = TIMEOUT) -> None:
-    """Wait for a state condition (checked every 20 ms), failing after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.02)
 
 
 # -- LLM ----------------------------------------------------------------------------------
@@ -330,7 +327,7 @@ async def test_deepgram_end_input_finalizes_and_server_closes(emu: RunningEmulat
     finals = [e for e in events if e.type == stt.SpeechEventType.FINAL_TRANSCRIPT]
     assert finals[0].alternatives[0].text == "Hi, I have a question about my bill."
     rec = emu.state.select("stt")[0]
-    await _wait_until(lambda: rec["done"])
+    await wait_until(lambda: rec["done"], "the STT record to be done", TIMEOUT, interval=0.02)
     assert rec["closed_by"] == "CloseStream"
     assert rec["control"]["Finalize"] >= 1 and rec["control"]["CloseStream"] == 1
     assert rec["transcripts"][-1]["is_final"]
@@ -445,14 +442,9 @@ async def test_elevenlabs_http_synthesize_and_auth(emu: RunningEmulators) -> Non
 # -- CLI ----------------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
+@pytest.mark.server  # the emulators as a subprocess
 async def test_cli_serves_and_records(tmp_path: Path) -> None:
-    port, record = _free_port(), tmp_path / "records.jsonl"
+    port, record = free_port(), tmp_path / "records.jsonl"
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -506,3 +498,47 @@ async def test_elevenlabs_context_error_is_retried(emu: RunningEmulators) -> Non
         True,
     )
     assert ok["is_final_sent"] and ok["connection"] == failed["connection"]
+
+
+# -- the devstack's default scenario (the README walkthrough) -------------------------------
+
+README_SAY = "Hi, I have a question about my bill."
+"""What the README's walkthrough has the caller say (``python -m convoi.devstack.caller --say``)."""
+
+
+def test_caller_lines_run_out_unless_the_scenario_repeats_them() -> None:
+    assert EmulatorState(Scenario()).take_caller() is None  # no script: empty finals, no reply
+    once = EmulatorState(Scenario(caller=["a", "b"]))
+    assert [once.take_caller() for _ in range(3)] == ["a", "b", None]
+    repeating = EmulatorState(Scenario(caller=["a", "b"], caller_repeat=True))
+    assert repeating.peek_caller() == "a"
+    assert [repeating.take_caller() for _ in range(5)] == ["a", "b", "a", "b", "a"]
+    repeating.reset()
+    assert repeating.take_caller() == "a"
+
+
+async def test_devstack_default_scenario_answers_the_readme_caller_on_every_call() -> None:
+    """``convoi-devstack up`` loads ``DEFAULT_SCENARIO``: the caller's ``--say`` line becomes a
+    final transcript (live Deepgram stream, as the worker uses) that the LLM answers, call after
+    call, more calls than the script has lines."""
+    speech = np.concatenate([_silence(0.3), audio.synthesize(README_SAY, 16000), _silence(0.8)])
+    finals, replies = [], []
+    async with running_emulators(scenario=load_scenario(DEFAULT_SCENARIO)) as emu:
+        model = _oai(emu)
+        for _ in range(3):
+            events = await _stt_events(emu, speech, n_end=1)
+            (final,) = [e for e in events if e.type == stt.SpeechEventType.FINAL_TRANSCRIPT]
+            finals.append(final.alternatives[0].text)
+            ctx = llm.ChatContext.empty()
+            ctx.add_message(role="system", content="You are Convoi support.")
+            ctx.add_message(role="assistant", content="Hi, how can I help?")  # README greeting
+            ctx.add_message(role="user", content=finals[-1])
+            text, _, _ = await asyncio.wait_for(_collect(model.chat(chat_ctx=ctx)), TIMEOUT)
+            replies.append(text)
+        await model.aclose()
+    assert finals == [README_SAY, "Thanks, that's all.", README_SAY]
+    assert replies == [
+        "Sure. Your balance is forty two dollars, due on the first.",
+        "You're welcome. Have a great day!",
+        "Sure. Your balance is forty two dollars, due on the first.",
+    ]

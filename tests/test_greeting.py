@@ -1,4 +1,4 @@
-"""Greeting placeholders (DESIGN §5): the caller hears their name, never a raw placeholder.
+"""Greeting placeholders (docs/architecture.md §5): the caller hears their name, never a raw placeholder.
 
 ``{name}``, ``{contact_name}``, ``<name>`` and ``<contact_name>`` become the contact's cleaned name
 in one pass (a name containing a placeholder is inserted literally), or ``there`` without one.
@@ -10,14 +10,12 @@ import json
 import random
 import re
 import unicodedata
-from pathlib import Path
 from typing import Any
 
 import pytest
 from pydantic import ValidationError
 
 from convoi.callspec import resolve_call
-from convoi.definitions.loader import load_definitions
 from convoi.definitions.models import Agent, Definitions
 from convoi.greeting import (
     FALLBACK_NAME,
@@ -27,6 +25,7 @@ from convoi.greeting import (
     render,
     unknown_placeholders,
 )
+from tests.helpers import SUPPORT
 
 try:
     from hypothesis import given, settings
@@ -35,9 +34,6 @@ except ImportError:  # pragma: no cover - hypothesis is optional
     HAS_HYPOTHESIS = False
 else:
     HAS_HYPOTHESIS = True
-
-REPO = Path(__file__).resolve().parents[1]
-SUPPORT = "agt_b88d642dd68747f28305c428b209xxxx"
 
 RECOGNISED = re.compile("|".join(re.escape(p) for p in PLACEHOLDERS))
 BIDI_CONTROLS = "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
@@ -264,11 +260,6 @@ if HAS_HYPOTHESIS:
 
 
 # --- the name a call greets with -----------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def defs() -> Definitions:
-    return load_definitions(REPO / "agents_config").definitions
 
 
 def _greeting(defs: Definitions, **body: Any) -> str | None:

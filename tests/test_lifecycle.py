@@ -1,4 +1,4 @@
-"""Call lifecycle state machine (DESIGN §7).
+"""Call lifecycle state machine (docs/architecture.md §7).
 
 The legal-transition tables and the ended_reason classification below are written out by hand,
 not derived from the module, so a change in the code that is not also made here fails.
@@ -16,12 +16,14 @@ from convoi.lifecycle import (
     ALL_STATUSES,
     TERMINAL_STATUSES,
     CallLifecycle,
+    CallStatus,
+    EndedReason,
+    Fault,
     IllegalTransition,
     Transition,
     classify,
     is_legal,
 )
-from convoi.reporting.events import CallStatus, EndedReason, Fault
 
 STATUSES: list[CallStatus] = [
     "initiated",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -84,10 +85,42 @@ def test_the_functions_update_the_registry(single_process: None) -> None:
     assert delta("convoi_greeting_latency_seconds_bucket", le="0.5") == 1
 
 
-def test_bad_values_never_raise(single_process: None) -> None:
+def test_bad_values_never_raise(
+    single_process: None, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="convoi.worker.metrics")
+    before = _samples(generate_latest(REGISTRY).decode())
     metrics.observe_turn_latency(float("nan"))
     metrics.observe_greeting_latency(-1.0)
     metrics.call_ended("completed", None, cost=Decimal("-1"))  # logged, not counted
+    after = _samples(generate_latest(REGISTRY).decode())
+
+    def delta(name: str, **labels: str) -> float:
+        return _value(after, name, **labels) - _value(before, name, **labels)
+
+    assert delta("convoi_voice_to_voice_latency_seconds_count") == 0  # NaN skipped
+    assert delta("convoi_greeting_latency_seconds_count") == 0  # negative skipped
+    assert delta("convoi_call_cost_usd_total") == 0  # a negative cost is not counted...
+    assert "negative call cost -1 not counted" in caplog.text  # ...but logged
+    assert delta("convoi_calls_total", status="completed", reason="none") == 1  # the call counts
+
+    # a broken metrics backend is logged, never raised into the call
+    def broken() -> None:
+        raise RuntimeError("registry exploded")
+
+    monkeypatch.setattr(metrics, "_get", broken)
+    caplog.clear()
+    metrics.call_started()
+    metrics.observe_turn_latency(0.5)
+    metrics.observe_greeting_latency(0.5)
+    metrics.call_ended("completed", "customer_hangup", cost=Decimal("0.1"), handoffs=1)
+    assert [r.getMessage() for r in caplog.records] == [
+        "could not record call_started metric",
+        "could not record voice_to_voice latency metric",
+        "could not record greeting latency metric",
+        "could not record call_ended metrics",
+    ]
+    assert all(r.exc_info and "registry exploded" in str(r.exc_info[1]) for r in caplog.records)
 
 
 _CALL = """

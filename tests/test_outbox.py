@@ -4,29 +4,12 @@ from __future__ import annotations
 
 import multiprocessing
 import sqlite3
-import uuid
-from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
-from convoi.reporting.events import CallEvent, Cost
 from convoi.reporting.outbox import Outbox
-
-
-def make_event(call_id: str, sequence: int, **fields: object) -> CallEvent:
-    values: dict[str, object] = {
-        "id": f"evt_{uuid.uuid4().hex}",
-        "call_id": call_id,
-        "sequence": sequence,
-        "type": "call.status",
-        "created_at": 1_750_000_000.0 + sequence,
-        "status": "active",
-        "cost": Cost(amount=Decimal("0.0123")),
-        "metadata": {"campaign": "may"},
-    }
-    values.update(fields)
-    return CallEvent.model_validate(values)
+from tests.helpers import make_event
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Override merge: one test per rule in the docstring of ``convoi/overrides/merge.py`` (DESIGN §4).
+"""Override merge: one test per rule in the docstring of ``convoi/definitions/overrides.py`` (docs/architecture.md §4).
 
 Plus: merging never mutates the definition, and in a squad the precedence is
 definition < member overrides < call overrides, for every member.
@@ -6,36 +6,19 @@ definition < member overrides < call overrides, for every member.
 
 from __future__ import annotations
 
-import importlib
 import json
 import logging
-from pathlib import Path
 from typing import Any, Literal
 
 import pytest
 from pydantic import BaseModel, ConfigDict, Field
 
 from convoi.callspec import resolve_call
-from convoi.definitions.loader import load_definitions
+from convoi.definitions import overrides as merge_module  # rule 3 swaps its ``Agent``
 from convoi.definitions.models import Agent, Definitions
+from convoi.definitions.overrides import AgentOverrides, OverrideError, merge
 from convoi.definitions.providers import OpenAILLM
-from convoi.overrides import AgentOverrides, OverrideError, merge
-
-REPO = Path(__file__).resolve().parents[1]
-SUPPORT = "agt_b88d642dd68747f28305c428b209xxxx"
-BILLING = "agt_5d0c7a1e9b2f4c3a8e6d4b2a1c0f9e8d"
-TRIAGE = "agt_1f2e3d4c5b6a47988a7b6c5d4e3f2a1b"
-SQUAD = "sqd_3fa85f6457174562b3fc2c963f66afa6"
-HELP_KB = "kb_3a1c9e2b7d4f4a0b8c6e1f2a3b4c5d6e"
-BILLING_KB = "kb_7e4d2c1b0a9f48e6b5d3c2a1f0e9d8c7"
-
-# The module, not the function ``convoi.overrides.merge`` that the package re-exports over it.
-merge_module = importlib.import_module("convoi.overrides.merge")
-
-
-@pytest.fixture(scope="module")
-def defs() -> Definitions:
-    return load_definitions(REPO / "agents_config").definitions
+from tests.helpers import BILLING, BILLING_KB, HELP_KB, SQUAD, SUPPORT
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import time
-import uuid
 from collections.abc import AsyncIterator
 from decimal import Decimal
 from pathlib import Path
@@ -12,27 +11,13 @@ from pathlib import Path
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from convoi.receiver import EventStore, ingest_event
+from convoi.receiver import ReceiverStore, ingest_event
 from convoi.receiver.app import create_app
 from convoi.reporting.events import CallEvent, Cost
 from convoi.reporting.signing import EVENT_ID_HEADER, TIMESTAMP_HEADER, signature_headers
+from tests.helpers import make_event
 
 SECRET = "receiver-test-secret"
-
-
-def make_event(call_id: str, sequence: int, **fields: object) -> CallEvent:
-    values: dict[str, object] = {
-        "id": f"evt_{uuid.uuid4().hex}",
-        "call_id": call_id,
-        "sequence": sequence,
-        "type": "call.status",
-        "created_at": time.time(),
-        "status": "active",
-        "cost": Cost(amount=Decimal("0.10")),
-        "metadata": {"lead_id": "L-1"},
-    }
-    values.update(fields)
-    return CallEvent.model_validate(values)
 
 
 def signed(body: bytes, event_id: str, secret: str = SECRET, **kw: float) -> dict[str, str]:
@@ -40,14 +25,14 @@ def signed(body: bytes, event_id: str, secret: str = SECRET, **kw: float) -> dic
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[EventStore]:
-    store = EventStore(tmp_path / "receiver.sqlite3")
+async def store(tmp_path: Path) -> AsyncIterator[ReceiverStore]:
+    store = ReceiverStore(tmp_path / "receiver.sqlite3")
     yield store
     store.close()
 
 
 @pytest.fixture
-async def client(store: EventStore) -> AsyncIterator[TestClient]:
+async def client(store: ReceiverStore) -> AsyncIterator[TestClient]:
     async with TestClient(TestServer(create_app(store, [SECRET]))) as client:
         yield client
 
@@ -60,7 +45,7 @@ async def post(client: TestClient, event: CallEvent, **kw: object):  # type: ign
 
 
 async def test_new_event_is_stored_then_duplicate_is_idempotent(
-    client: TestClient, store: EventStore
+    client: TestClient, store: ReceiverStore
 ) -> None:
     event = make_event("call_1", 1)
     first = await post(client, event)
@@ -78,9 +63,11 @@ async def test_new_event_is_stored_then_duplicate_is_idempotent(
 
 
 async def test_get_routes(client: TestClient) -> None:
+    metadata = {"lead_id": "L-1"}
     ended = make_event(
         "call_2",
         2,
+        metadata=metadata,
         type="call.ended",
         status="completed",
         ended_reason="customer_hangup",
@@ -88,7 +75,7 @@ async def test_get_routes(client: TestClient) -> None:
         duration_seconds=42.5,
         cost=Cost(amount=Decimal("0.1234567"), by_component={"llm": Decimal("0.1")}),
     )
-    for event in (make_event("call_2", 1), ended):
+    for event in (make_event("call_2", 1, metadata=metadata), ended):
         assert (await post(client, event)).status == 201
     events = await (await client.get("/internal/v1/calls/call_2/events")).json()
     assert [e["sequence"] for e in events["events"]] == [1, 2]
@@ -105,7 +92,7 @@ async def test_get_routes(client: TestClient) -> None:
 
 
 async def test_older_sequence_arriving_late_does_not_overwrite_newer_state(
-    client: TestClient, store: EventStore
+    client: TestClient, store: ReceiverStore
 ) -> None:
     ended = make_event("call_3", 3, status="completed", ended_reason="agent_hangup")
     assert (await post(client, ended)).status == 201
@@ -126,7 +113,7 @@ async def test_older_sequence_arriving_late_does_not_overwrite_newer_state(
     ],
 )
 async def test_bad_signatures_are_401_and_nothing_is_stored(
-    client: TestClient, store: EventStore, mutate, reason: str
+    client: TestClient, store: ReceiverStore, mutate, reason: str
 ) -> None:  # type: ignore[no-untyped-def]
     event = make_event("call_4", 1)
     body = event.model_dump_json().encode()
@@ -140,7 +127,7 @@ async def test_bad_signatures_are_401_and_nothing_is_stored(
 
 
 async def test_stale_signature_and_wrong_secret_are_401(
-    client: TestClient, store: EventStore
+    client: TestClient, store: ReceiverStore
 ) -> None:
     event = make_event("call_5", 1)
     body = event.model_dump_json().encode()
@@ -165,7 +152,9 @@ async def test_stale_signature_and_wrong_secret_are_401(
         json.dumps({**json.loads(make_event("call_6", 1).model_dump_json()), "extra": 1}).encode(),
     ],
 )
-async def test_invalid_events_are_422(client: TestClient, store: EventStore, body: bytes) -> None:
+async def test_invalid_events_are_422(
+    client: TestClient, store: ReceiverStore, body: bytes
+) -> None:
     response = await client.post(
         "/internal/v1/calls/call_6/events", data=body, headers=signed(body, "evt_x")
     )
@@ -176,7 +165,7 @@ async def test_invalid_events_are_422(client: TestClient, store: EventStore, bod
 
 
 async def test_path_call_id_and_event_id_header_must_match_the_body(
-    client: TestClient, store: EventStore
+    client: TestClient, store: ReceiverStore
 ) -> None:
     event = make_event("call_7", 1)
     body = event.model_dump_json().encode()
@@ -201,7 +190,7 @@ async def test_large_call_ended_body_is_accepted(client: TestClient) -> None:
 
 
 def test_rotation_and_framework_free_ingest(tmp_path: Path) -> None:
-    store = EventStore(tmp_path / "r.sqlite3")
+    store = ReceiverStore(tmp_path / "r.sqlite3")
     event = make_event("call_9", 1)
     body = event.model_dump_json().encode()
     result = ingest_event(

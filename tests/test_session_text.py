@@ -9,27 +9,19 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import pytest
 from livekit.agents import AgentSession, llm
 from livekit.plugins import openai
 
+from convoi.agent import OPENER_INSTRUCTIONS
 from convoi.callspec import ResolvedCall, resolve_call
-from convoi.definitions.loader import load_definitions
 from convoi.definitions.models import Agent, Definitions
 from convoi.pipeline import Pipeline, build_pipeline
 from convoi.settings import WorkerSettings
-from convoi.worker.agent import OPENER_INSTRUCTIONS
 from convoi.worker.session import build_session
 from tests.fake_llm import Reply, ScriptedLLM
+from tests.helpers import SUPPORT
 
-SUPPORT = "agt_b88d642dd68747f28305c428b209xxxx"
-SALES = "agt_0a9b8c7d6e5f40312a3b4c5d6e7f8a9b"
 TIMEOUT = 30.0
-
-
-@pytest.fixture(scope="module")
-def defs() -> Definitions:
-    return load_definitions("agents_config").definitions
 
 
 def web_call(defs: Definitions, **fields: Any) -> ResolvedCall:
@@ -69,7 +61,7 @@ async def first_assistant_message(session: AgentSession) -> llm.ChatMessage:
 
 async def test_greeting_is_the_rendered_first_message(defs: Definitions) -> None:
     harness = Harness([Reply("Sure.")])
-    session, agent = build_session(
+    session, agent, _ = build_session(
         web_call(defs, participant_name="Ahmed"),
         WorkerSettings(),
         vad=None,
@@ -90,7 +82,7 @@ async def test_first_message_override_is_spoken_verbatim_with_placeholders_fille
 ) -> None:
     harness = Harness([])
     call = web_call(defs, agent_overrides={"first_message": "<name>, welcome back!"})
-    session, agent = build_session(
+    session, agent, _ = build_session(
         call, WorkerSettings(), vad=None, pipeline_factory=harness.factory
     )
     async with session:
@@ -109,7 +101,7 @@ async def test_without_first_message_the_llm_generates_the_opener(defs: Definiti
             }
         }
     )
-    session, agent = build_session(
+    session, agent, _ = build_session(
         web_call(defs_no_greeting), WorkerSettings(), vad=None, pipeline_factory=harness.factory
     )
     async with session:
@@ -133,7 +125,7 @@ async def test_system_prompt_model_and_temperature_come_from_the_overrides(
             "llm": {"model": "gpt-4.1-mini", "temperature": 0.9},
         },
     )
-    session, agent = build_session(
+    session, agent, _ = build_session(
         call, WorkerSettings(), vad=None, pipeline_factory=harness.factory
     )
     async with session:
@@ -171,7 +163,7 @@ def test_real_openai_plugin_gets_the_overridden_model_and_temperature(defs: Defi
 
 async def test_end_call_tool_ends_the_session_as_agent_hangup(defs: Definitions) -> None:
     harness = Harness([Reply(when="bye", tool="end_call"), Reply("Goodbye!")])
-    session, agent = build_session(
+    session, agent, _ = build_session(
         web_call(defs), WorkerSettings(), vad=None, pipeline_factory=harness.factory
     )
     closed = asyncio.get_running_loop().create_future()
@@ -181,7 +173,7 @@ async def test_end_call_tool_ends_the_session_as_agent_hangup(defs: Definitions)
         await first_assistant_message(session)
         session.run(user_input="Thanks, bye")
         await asyncio.wait_for(closed, TIMEOUT)
-    assert session.userdata.ended_reason == "agent_hangup"
+    assert session.userdata.hung_up  # the agent asked the call to hang up (agent_hangup)
 
 
 async def test_voice_sessions_use_only_local_turn_and_interruption_detection(
@@ -189,7 +181,7 @@ async def test_voice_sessions_use_only_local_turn_and_interruption_detection(
 ) -> None:
     """LiveKit Cloud's turn detector and adaptive interruption model are never used (offline)."""
     harness = Harness([])
-    session, _ = build_session(
+    session, _, _ = build_session(
         web_call(defs), WorkerSettings(), vad=object(), pipeline_factory=harness.factory
     )
     assert session.interruption_detection == "vad"

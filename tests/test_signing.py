@@ -43,7 +43,10 @@ def test_headers_round_trip() -> None:
 
 def test_header_names_are_case_insensitive() -> None:
     headers = {k.lower(): v for k, v in signature_headers(SECRET, BODY, "evt_1", now=NOW).items()}
-    verify(SECRET, headers, BODY, now=NOW)
+    verify(SECRET, headers, BODY, now=NOW)  # raises SignatureError unless accepted
+    with pytest.raises(SignatureError) as exc:  # the lower-case headers are read, not missing
+        verify(SECRET, headers, BODY + b" ", now=NOW)
+    assert reason(exc) == "mismatch"
 
 
 @pytest.mark.parametrize("missing", [TIMESTAMP_HEADER, SIGNATURE_HEADER])
@@ -127,8 +130,11 @@ def test_several_signatures_in_one_header() -> None:
     old = sign("old-secret", int(NOW), BODY)
     new = sign("new-secret", int(NOW), BODY)
     headers = {TIMESTAMP_HEADER: str(int(NOW)), SIGNATURE_HEADER: f"v1={old}, v1={new}"}
-    verify("new-secret", headers, BODY, now=NOW)
+    verify("new-secret", headers, BODY, now=NOW)  # each raises SignatureError unless accepted
     verify("old-secret", headers, BODY, now=NOW)
+    with pytest.raises(SignatureError) as exc:  # a third secret matches neither signature
+        verify("other-secret", headers, BODY, now=NOW)
+    assert reason(exc) == "mismatch"
 
 
 def test_empty_secrets_are_refused() -> None:

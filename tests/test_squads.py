@@ -25,26 +25,22 @@ from convoi.definitions.loader import load_definitions
 from convoi.definitions.models import Agent, Definitions
 from convoi.pipeline import Pipeline
 from convoi.pipeline.voices import resolve_voice
+from convoi.reporting.events import Handoff
 from convoi.settings import WorkerSettings
-from convoi.squads import HandoffRecord, SquadMemberAgent, SquadRuntime
+from convoi.squads import SquadMemberAgent, SquadRuntime
 from convoi.squads.runtime import refusal_message
 from convoi.squads.tools import REASON_DESCRIPTION
 from convoi.worker.session import build_session
 from tests.fake_llm import Reply, ScriptedLLM
+from tests.helpers import SQUAD, UAE_LINE
 
-SQUAD = "sqd_3fa85f6457174562b3fc2c963f66afa6"
-PHONE = "phn_9b2c4e6a8d0f42b1a3c5e7f9b1d3f5a7"
+PHONE = UAE_LINE
 CONFIG = Path("agents_config")
 TIMEOUT = 30.0
 
 TRIAGE_GREETING = "Hi Ahmed, this is Convoi. Are you calling about billing, or do you need support?"
 BILLING_GREETING = "Thanks Ahmed, I'm the billing specialist. What's the question about your bill?"
 SUPPORT_GREETING = "Hi Ahmed, support here. What seems to be the problem?"
-
-
-@pytest.fixture(scope="module")
-def defs() -> Definitions:
-    return load_definitions(CONFIG).definitions
 
 
 def squad_call(defs: Definitions, **fields: Any) -> ResolvedCall:
@@ -98,6 +94,7 @@ class SquadHarness:
         self.llms: dict[str, ScriptedLLM] = {}
         self.tts: dict[str, FakeTTS] = {}
         self.agents: dict[str, Agent] = {}
+        self.squad: SquadRuntime | None = None
 
     def factory(self, agent: Agent, settings: WorkerSettings) -> Pipeline:
         member = self.member_of[agent.id]
@@ -110,7 +107,9 @@ class SquadHarness:
         return Pipeline(stt=None, llm=self.llms[member], tts=self.tts[member])
 
     def session(self, call: ResolvedCall) -> tuple[AgentSession[Any], Any]:
-        return build_session(call, WorkerSettings(), vad=None, pipeline_factory=self.factory)
+        built = build_session(call, WorkerSettings(), vad=None, pipeline_factory=self.factory)
+        self.squad = built.squad
+        return built.session, built.agent
 
 
 def user_texts(request_messages: list[dict[str, Any]]) -> list[str]:
@@ -175,11 +174,11 @@ async def test_triage_routes_to_billing_which_greets_and_answers_with_its_own_ll
         reply = answer.expect.next_event().is_message(role="assistant").event().item
         assert reply.text_content == "Your refund is on its way."
 
-    squad = session.userdata.squad
+    squad = harness.squad
     assert squad is not None
     assert squad.current_member == "billing" == session.current_agent.id
     [record] = squad.handoffs
-    assert isinstance(record, HandoffRecord)
+    assert isinstance(record, Handoff)
     assert (record.from_member, record.to_member, record.reason) == (
         "triage",
         "billing",
@@ -356,7 +355,7 @@ async def test_a_billing_support_ping_pong_is_stopped_by_max_handoffs(
         await session.run(user_input="A question about a charge")
         await wait_for_message(session, "I'll sort out your question myself.")
 
-        squad = session.userdata.squad
+        squad = harness.squad
         assert squad is not None
         assert [(h.from_member, h.to_member) for h in squad.handoffs] == [
             ("triage", "billing"),

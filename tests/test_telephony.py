@@ -47,9 +47,12 @@ from livekit.protocol.sip import (
     SIPTransport,
 )
 
+from convoi import telephony
 from convoi.definitions.models import PhoneNumber
 from convoi.devstack.caller import caller_token
 from convoi.devstack.livekit_server import LiveKitServer, ServerConfig
+from convoi.devstack.participant_phone import dial_participant_stand_in
+from convoi.devstack.participant_phone import register as register_participant_phone
 from convoi.lifecycle.status import CallLifecycle, classify
 from convoi.telephony import (
     DialOutcome,
@@ -57,10 +60,10 @@ from convoi.telephony import (
     TrunkConfigError,
     build_request,
     dial,
-    dial_participant_stand_in,
     dialer_for,
     hang_up,
     phone_identity,
+    register_dialer,
     trunk_name,
 )
 from convoi.telephony import dialer as dialer_mod
@@ -72,6 +75,7 @@ from convoi.telephony.provision import (
     plan_trunks,
     provision_trunks,
 )
+from tests.helpers import free_port
 
 PASSWORD = "s3cret-trunk-pw"
 PW_ENV = "CONVOI_TEST_TRUNK_PASSWORD"
@@ -266,12 +270,37 @@ def test_missing_password_env_is_a_clear_config_error(env: dict[str, str]) -> No
     assert err.value.outcome == DialOutcome("failed", "invalid_request", "config", str(err.value))
 
 
-def test_identity_helpers() -> None:
+@pytest.fixture
+def fresh_dialers(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """The dial-mode registry as telephony ships it (only ``sip``), restored afterwards."""
+    registry: dict[str, Any] = {"sip": dial}
+    monkeypatch.setattr(telephony, "dialers", registry)
+    return registry
+
+
+def test_identity_helpers(fresh_dialers: dict[str, Any]) -> None:
     assert phone_identity("+15550000002") == "phone-15550000002"
     assert trunk_name("phn_abcd1234") == "convoi-phn_abcd1234"
+    register_participant_phone()  # what a devstack worker process does
     assert dialer_for("sip") is dial and dialer_for("participant") is dial_participant_stand_in
     with pytest.raises(ValueError):
         dialer_for("carrier-pigeon")
+
+
+def test_only_sip_is_built_in_and_unknown_modes_name_the_registered_ones(
+    fresh_dialers: dict[str, Any],
+) -> None:
+    assert dialer_for("sip") is dial
+    with pytest.raises(ValueError) as err:
+        dialer_for("participant")
+    assert "'participant'" in str(err.value) and "registered: 'sip'" in str(err.value)
+    assert "register_dialer" in str(err.value)
+    register_participant_phone()
+    register_participant_phone()  # again: harmless
+    assert fresh_dialers == {"sip": dial, "participant": dial_participant_stand_in}
+    with pytest.raises(ValueError, match="'sip' already has a dialer"):
+        register_dialer("sip", dial_participant_stand_in)
+    assert dialer_for("sip") is dial
 
 
 # =============================================================================================
@@ -684,7 +713,7 @@ def test_trunk_action_repr_hides_password() -> None:
 
 
 # =============================================================================================
-# a REAL livekit-server on 7990-7992 (no SIP bridge), without and with Redis
+# a REAL livekit-server on 7990-7992 (no SIP bridge), without and with Redis: marked `server`
 # =============================================================================================
 
 LK_PORT, LK_TCP, LK_UDP = 7990, 7991, 7992
@@ -695,18 +724,12 @@ def _port_in_use(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @contextlib.contextmanager
 def private_redis(workdir: Path) -> Iterator[str]:
     binary = shutil.which("redis-server")
     if binary is None:
         pytest.skip("redis-server is not installed (Debian package redis-server)")
-    port = _free_port()
+    port = free_port()
     workdir.mkdir(parents=True, exist_ok=True)
     cmd = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(workdir)]  # fmt: skip
     with (workdir / "redis.log").open("ab") as log:
@@ -758,6 +781,7 @@ EXPECTED_DIAL_ANSWER = {
 }
 
 
+@pytest.mark.server
 async def test_real_server_dial_fails_clearly_without_sip_bridge(
     sip_server: tuple[str, LiveKitServer], lk: api.LiveKitAPI
 ) -> None:
@@ -771,6 +795,7 @@ async def test_real_server_dial_fails_clearly_without_sip_bridge(
     assert elapsed < 5.0, f"dial took {elapsed:.1f}s"
 
 
+@pytest.mark.server
 async def test_real_server_dial_with_unknown_trunk_id(
     sip_server: tuple[str, LiveKitServer], lk: api.LiveKitAPI
 ) -> None:
@@ -784,10 +809,12 @@ async def test_real_server_dial_with_unknown_trunk_id(
         assert res.outcome.detail == f"no SIP response: {EXPECTED_DIAL_ANSWER[mode]}"
 
 
+@pytest.mark.server
 async def test_real_server_hang_up_of_absent_participant(lk: api.LiveKitAPI) -> None:
     assert await hang_up(lk, f"no-room-{uuid.uuid4().hex[:6]}", "phone-15550000002") is False
 
 
+@pytest.mark.server
 async def test_real_server_provisioning(
     sip_server: tuple[str, LiveKitServer], lk: api.LiveKitAPI
 ) -> None:
@@ -839,6 +866,7 @@ async def test_real_server_provisioning(
 # ---- the participant stand-in on the real server ---------------------------------------------
 
 
+@pytest.mark.server
 async def test_stand_in_answers_when_phone_participant_joins(
     sip_server: tuple[str, LiveKitServer], lk: api.LiveKitAPI
 ) -> None:
@@ -875,6 +903,7 @@ async def test_stand_in_answers_when_phone_participant_joins(
     assert res.answered_at is not None and res.answered_at >= joined_at - 1.0
 
 
+@pytest.mark.server
 async def test_stand_in_no_answer_when_nobody_joins(lk: api.LiveKitAPI) -> None:
     started = time.monotonic()
     res = await asyncio.wait_for(
@@ -898,7 +927,7 @@ async def test_stand_in_no_answer_when_nobody_joins(lk: api.LiveKitAPI) -> None:
 
 
 async def test_stand_in_platform_failure_when_livekit_unreachable() -> None:
-    client = api.LiveKitAPI(f"http://127.0.0.1:{_free_port()}", "devkey", "secret")
+    client = api.LiveKitAPI(f"http://127.0.0.1:{free_port()}", "devkey", "secret")
     try:
         res = await asyncio.wait_for(
             dial_participant_stand_in(
@@ -919,6 +948,7 @@ async def test_stand_in_platform_failure_when_livekit_unreachable() -> None:
     assert (res.outcome.status, res.outcome.fault) == ("failed", "platform")
 
 
+@pytest.mark.server
 def test_provision_cli_dry_run(
     sip_server: tuple[str, LiveKitServer],
     monkeypatch: pytest.MonkeyPatch,

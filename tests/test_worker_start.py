@@ -1,27 +1,29 @@
-"""``convoi-worker start`` as an operator runs it: failures are loud and exit non-zero."""
+"""``convoi-worker start`` as an operator runs it: failures are loud and exit non-zero.
+
+Each test runs the worker's ``start`` command as a subprocess (nothing answers it), hence ``server``.
+"""
 
 from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from tests.helpers import free_port
+
+pytestmark = pytest.mark.server
+
 WORKER = [sys.executable, "-m", "convoi.worker.cli"]
-
-
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_unreachable_livekit_logs_a_clear_error_and_exits_non_zero() -> None:
     env = {
         **os.environ,
-        "LIVEKIT_URL": f"ws://127.0.0.1:{_closed_port()}",
+        "LIVEKIT_URL": f"ws://127.0.0.1:{free_port()}",
         "CONVOI_MAX_RETRY": "1",
         "CONVOI_HEALTH_PORT": "0",
         "OPENAI_API_KEY": "sk-test-secret-value",

@@ -10,7 +10,10 @@ import datetime
 
 from livekit import api
 
-__all__ = ["join_token"]
+__all__ = ["ParticipantKind", "join_token"]
+
+ParticipantKind = api.AccessToken.ParticipantKind
+"""The participant kinds a token can carry: "standard", "egress", "ingress", "sip", "agent"."""
 
 
 def join_token(
@@ -21,7 +24,7 @@ def join_token(
     *,
     name: str | None = None,
     ttl_seconds: int = 3600,
-    kind: str | None = None,
+    kind: ParticipantKind | None = None,
     attributes: dict[str, str] | None = None,
 ) -> str:
     """A JWT that lets ``identity`` join ``room`` only, publishing and subscribing audio and data.
@@ -45,7 +48,7 @@ def join_token(
     if name:
         token = token.with_name(name)
     if kind:
-        token = token.with_kind(kind)  # type: ignore[arg-type]
+        token = token.with_kind(kind)
     if attributes:
         token = token.with_attributes(attributes)
     return token.to_jwt()

@@ -10,6 +10,7 @@ import typing
 from dataclasses import dataclass
 
 from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
 
 __all__ = ["Issue", "field_path", "issues_from"]
 
@@ -64,7 +65,7 @@ def _unwrap(annotation: object) -> object:
     return annotation
 
 
-def _problem(error: dict, model: type[BaseModel] | None) -> str:
+def _problem(error: ErrorDetails, model: type[BaseModel] | None) -> str:
     kind = error["type"]
     loc = tuple(error["loc"])
     if kind == "extra_forbidden":

@@ -1,4 +1,4 @@
-"""The CallSpec: the dispatch metadata the control plane hands the worker (DESIGN §2).
+"""The CallSpec: the dispatch metadata the control plane hands the worker (docs/architecture.md §2).
 
 It mirrors the seed's request body plus what only the platform knows (``call_id``). Validation is
 strict: unknown keys are errors, ids carry their kind prefix, numbers are E.164, and the
@@ -25,7 +25,7 @@ from convoi.definitions.ids import (
     PhoneNumberId,
     SquadId,
 )
-from convoi.overrides import AgentOverrides
+from convoi.definitions.overrides import AgentOverrides
 
 __all__ = ["MAX_METADATA_BYTES", "CallSpec", "Customer"]
 

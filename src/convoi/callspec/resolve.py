@@ -17,8 +17,8 @@ from pydantic import ValidationError
 
 from convoi.callspec.model import CallSpec, _FieldError
 from convoi.definitions.models import Agent, Definitions, PhoneNumber, Squad
+from convoi.definitions.overrides import OverrideError, merge
 from convoi.greeting import render
-from convoi.overrides import OverrideError, merge
 from convoi.validation import Issue, issues_from
 
 __all__ = ["CallSpecError", "EffectiveAgent", "ResolvedCall", "parse_callspec", "resolve_call"]

@@ -1,4 +1,4 @@
-"""``convoi-api``: the control plane implementing the seed's Calls API (DESIGN §1, §2, §7, §8).
+"""``convoi-api``: the control plane implementing the seed's Calls API (docs/architecture.md §1, §2, §7, §8).
 
 Layout (one concept per module)::
 
@@ -13,23 +13,22 @@ Layout (one concept per module)::
     idempotency.py  Idempotency-Key claim / replay / release
     events.py       signed worker events → call state (reuses convoi.receiver.ingest_event)
     livekit.py      LiveKitGateway protocol + the livekit-api implementation
-    fakes.py        FakeLiveKitGateway (tests)
     db/             SQLAlchemy models, engine, Alembic driver; migrations/ holds the scripts
     settings.py     ControlPlaneSettings (environment)
     cli.py          convoi-api serve | migrate | create-key
-    harness.py      ControlPlaneServer: the app on a free port in a thread (e2e tests)
+
+Test and devstack helpers live outside the production package:
+:mod:`convoi.devstack.controlplane_fakes` (``FakeLiveKitGateway``, ``signed_event``) and
+:mod:`convoi.devstack.controlplane_harness` (``ControlPlaneServer``: the app on a free port in a
+thread, for end-to-end tests).
 """
 
 from convoi.controlplane.app import create_app
-from convoi.controlplane.fakes import FakeLiveKitGateway
-from convoi.controlplane.harness import ControlPlaneServer
 from convoi.controlplane.livekit import LiveKitApiGateway, LiveKitGateway
 from convoi.controlplane.settings import ControlPlaneSettings
 
 __all__ = [
-    "ControlPlaneServer",
     "ControlPlaneSettings",
-    "FakeLiveKitGateway",
     "LiveKitApiGateway",
     "LiveKitGateway",
     "create_app",

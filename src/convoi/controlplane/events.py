@@ -1,4 +1,4 @@
-"""Signed call events from the worker (DESIGN §8), stored in the control plane's own database.
+"""Signed call events from the worker (docs/architecture.md §8), stored in the control plane's own database.
 
 The HTTP handling is the reference receiver's :func:`convoi.receiver.ingest_event` (signature
 over the raw body → 401, :class:`~convoi.reporting.events.CallEvent` validation → 422, path/body
@@ -24,7 +24,7 @@ from convoi.receiver import IngestResult, RecordOutcome, ingest_event
 from convoi.reporting.events import CallEvent
 
 if TYPE_CHECKING:
-    from convoi.receiver import EventStore
+    from convoi.receiver import ReceiverStore
 
 __all__ = ["SqlEventStore", "ingest"]
 
@@ -95,7 +95,7 @@ class SqlEventStore:
             .where(CallEventRecord.id == event_id)
             .values(duplicates=CallEventRecord.duplicates + 1)
         )
-        if bumped.rowcount:  # type: ignore[attr-defined]
+        if bumped.rowcount:  # type: ignore[attr-defined]  # DML returns a CursorResult; Session.execute says Result
             self.session.commit()
             return True
         return False
@@ -111,5 +111,5 @@ def ingest(
     now: float | None = None,
 ) -> IngestResult:
     """Verify, validate and store one event POSTed for ``call_id`` (see the module doc)."""
-    store = cast("EventStore", SqlEventStore(session))  # ingest_event only calls record()
+    store = cast("ReceiverStore", SqlEventStore(session))  # ingest_event only calls record()
     return ingest_event(store, secrets, headers, body, call_id, now=now)

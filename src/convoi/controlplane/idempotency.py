@@ -138,7 +138,7 @@ def claim(
             .values(locked_at=now)
         )
         session.commit()
-        if taken.rowcount == 1:  # type: ignore[attr-defined]
+        if taken.rowcount == 1:  # type: ignore[attr-defined]  # DML returns a CursorResult; Session.execute says Result
             return Claim(record.id)
     raise IdempotencyKeyInUse(f"{HEADER} {key!r} is contended; retry shortly", field=HEADER)
 
@@ -164,4 +164,4 @@ def purge_expired(session: Session, *, now: datetime | None = None) -> int:
     cutoff = (now or utcnow()) - REPLAY_WINDOW
     result = session.execute(delete(IdempotencyRecord).where(IdempotencyRecord.created_at < cutoff))
     session.commit()
-    return int(result.rowcount)  # type: ignore[attr-defined]
+    return int(result.rowcount)  # type: ignore[attr-defined]  # DML returns a CursorResult; Session.execute says Result

@@ -2,7 +2,7 @@
 
 :class:`LiveKitGateway` is the small protocol the call service uses: create a room, mint a
 participant token, dispatch the worker, delete a room. :class:`LiveKitApiGateway` implements it
-with livekit-api (Twirp over HTTP); tests use :class:`convoi.controlplane.fakes.FakeLiveKitGateway`.
+with livekit-api (Twirp over HTTP); tests use :class:`convoi.devstack.controlplane_fakes.FakeLiveKitGateway`.
 
 The methods are synchronous (routes run in FastAPI's thread pool); the real gateway runs
 livekit-api's asyncio client on its own event loop thread (an anyio blocking portal) and converts

@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, WithJsonSchema
 
-from convoi.reporting.events import CallStatus
+from convoi.lifecycle import CallStatus
 
 __all__ = [
     "CallCreate",
@@ -217,6 +217,7 @@ _ENDED_REASON_TEXT = (
 class WebCall(WebCallPublic):
     """A web call, as read back by ``GET /api/v1/public/calls/{id}``."""
 
+    # read back without the join token: deliberately wider than the 201 body's LiveKitAccess
     livekit: LiveKitSession  # type: ignore[assignment]
     ended_reason: str | None = Field(description=_ENDED_REASON_TEXT)
 

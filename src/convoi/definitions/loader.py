@@ -30,6 +30,7 @@ from convoi.definitions.models import (
     PhoneNumber,
     Squad,
 )
+from convoi.definitions.overrides import OverrideError, merge
 from convoi.definitions.prices import PriceList
 from convoi.greeting import unknown_placeholders
 from convoi.validation import issues_from
@@ -118,7 +119,7 @@ def _load_dir(col: _Collector, folder: Path, cls: type[M]) -> dict[str, tuple[M,
         obj = col.model(cls, col.read(path), path)
         if obj is None:
             continue
-        obj_id = obj.id  # type: ignore[attr-defined]
+        obj_id = obj.id  # type: ignore[attr-defined]  # M: Agent, Squad, PhoneNumber or KnowledgeBase
         if obj_id in out:
             col.errors.append(
                 ConfigIssue(
@@ -146,7 +147,7 @@ def _load_list(col: _Collector, path: Path, key: str, cls: type[M]) -> dict[str,
         obj = col.model(cls, item, path, f"{key}[{i}]")
         if obj is None:
             continue
-        obj_id = obj.id  # type: ignore[attr-defined]
+        obj_id = obj.id  # type: ignore[attr-defined]  # M: Agent, Squad, PhoneNumber or KnowledgeBase
         if obj_id in out:
             col.errors.append(
                 ConfigIssue(col.rel(path), f"{key}[{i}].id", f"duplicate id {obj_id}")
@@ -163,8 +164,6 @@ def _check_references(
     kbs: dict[str, tuple[KnowledgeBase, str]],
     prices: PriceList | None,
 ) -> None:
-    from convoi.overrides import OverrideError, merge  # overrides depend on definitions
-
     for agent, src in agents.values():
         for i, kb in enumerate(agent.knowledge_base_ids):
             if kb not in kbs:

@@ -1,10 +1,12 @@
 """``convoi-devstack``: install, start, inspect and stop the loopback devstack.
 
     convoi-devstack install [--force] [TOOL ...]
-    convoi-devstack up [--no-emulators] [--port 7880] ...   # prints `export K=V` lines
+    convoi-devstack up [--no-emulators] [--scenario FILE] [--port 7880] ...   # `export K=V` lines
     convoi-devstack env | status | down
     convoi-devstack logs [livekit-server|emulators] [-n 50] [-f]
+    convoi-devstack worker start|dev|console …              # convoi-worker + the phone stand-in
 
+The emulators follow ``scenarios/demo_web.yaml`` unless ``--scenario`` names another script.
 Progress goes to stderr, the worker environment to stdout, so
 ``eval "$(convoi-devstack up)"`` works. Processes started by ``up`` run in their own session and
 survive the CLI; ``down`` stops only what ``up`` recorded in ``.devstack/state.json``.
@@ -29,6 +31,9 @@ __all__ = ["main"]
 SERVER = "livekit-server"
 EMULATORS = "emulators"
 EMULATORS_MODULE = "convoi.devstack.emulators"
+DEFAULT_SCENARIO = Path(__file__).parent / "scenarios" / "demo_web.yaml"
+"""What ``up`` loads into the emulators unless ``--scenario`` says otherwise: the demo's billing
+call, its caller lines repeating, so a caller (``--say …``) hears an answer on every call."""
 
 
 def _say(msg: str) -> None:
@@ -117,8 +122,16 @@ def _emulators_available() -> bool:
         return False
 
 
-def _start_emulators(port: int, timeout: float) -> Component | None:
-    """Start the provider emulators if their module is importable (written elsewhere)."""
+def emulators_command(port: int, scenario: Path | None, record: Path) -> list[str]:
+    """The command line ``up`` starts the emulators with (``scenario`` None: an empty script)."""
+    cmd = [sys.executable, "-m", EMULATORS_MODULE, "--host", "127.0.0.1", "--port", str(port)]
+    if scenario is not None:
+        cmd += ["--scenario", str(scenario)]
+    return [*cmd, "--record", str(record)]
+
+
+def _start_emulators(port: int, timeout: float, scenario: Path | None) -> Component | None:
+    """Start the provider emulators (following ``scenario``) if their module is importable."""
     if port_open("127.0.0.1", port):
         _say(f"{EMULATORS}: something already listens on 127.0.0.1:{port}; reusing it (not ours)")
         return Component(name=EMULATORS, pid=None, owned=False, ports={"http": port})
@@ -128,8 +141,7 @@ def _start_emulators(port: int, timeout: float) -> Component | None:
     sd = state_dir()
     log = sd / "logs" / "emulators.log"
     log.parent.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, "-m", EMULATORS_MODULE, "--host", "127.0.0.1", "--port", str(port)]
-    cmd += ["--record", str(sd / "emulators.jsonl")]
+    cmd = emulators_command(port, scenario, sd / "emulators.jsonl")
     with log.open("ab") as out:
         proc = subprocess.Popen(
             cmd,
@@ -145,7 +157,8 @@ def _start_emulators(port: int, timeout: float) -> Component | None:
         raise DevstackError(
             f"{EMULATORS} did not start listening on port {port} (log {log}):\n{tail}"
         )
-    _say(f"{EMULATORS}: up, pid {proc.pid}, http://127.0.0.1:{port}, log {log}")
+    following = f", scenario {scenario}" if scenario is not None else ", no scenario"
+    _say(f"{EMULATORS}: up, pid {proc.pid}, http://127.0.0.1:{port}{following}, log {log}")
     return Component(
         name=EMULATORS,
         pid=proc.pid,
@@ -174,7 +187,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     state.save()  # record the server before the emulators so `down` can clean up after a failure
     emu_port: int | None = None
     if not args.no_emulators:
-        emu = _start_emulators(args.emulator_port, args.timeout)
+        emu = _start_emulators(args.emulator_port, args.timeout, args.scenario)
         if emu is not None:
             state.components[EMULATORS] = emu
             emu_port = args.emulator_port
@@ -282,6 +295,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--rtc-udp-port", type=int, default=7882)
     s.add_argument("--emulator-port", type=int, default=18500)
     s.add_argument("--no-emulators", action="store_true")
+    s.add_argument(
+        "--scenario",
+        type=Path,
+        default=DEFAULT_SCENARIO,
+        metavar="FILE",
+        help="the emulators' script (YAML/JSON; default: the demo's billing call, repeating)",
+    )
     s.add_argument("--timeout", type=float, default=60.0, help="health wait per component (s)")
     s.set_defaults(func=cmd_up)
 
@@ -296,6 +316,10 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("env", help="print the worker environment recorded by `up`")
     s.set_defaults(func=cmd_env)
 
+    sub.add_parser(
+        "worker",
+        help="convoi-worker with CONVOI_DIAL_MODE=participant available (e.g. `worker start`)",
+    )
     s = sub.add_parser("logs", help="tail a component's log")
     s.add_argument("name", nargs="?", default=SERVER, help=f"{SERVER} (default) or {EMULATORS}")
     s.add_argument("-n", "--lines", type=int, default=50)
@@ -306,6 +330,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``convoi-devstack`` console script."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["worker"]:  # everything after it is convoi-worker's
+        from convoi.devstack.worker import main as worker_main
+
+        return worker_main(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))

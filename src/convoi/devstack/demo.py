@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from convoi.devstack.caller import CallerReport, CallerScript, caller_token, run_caller
-from convoi.devstack.harness import EmulatorsProcess, WorkerProcess, dispatch_call
+from convoi.devstack.harness import EmulatorsProcess, ManagedProcess, WorkerProcess, dispatch_call
 from convoi.devstack.livekit_server import LiveKitServer
 
 __all__ = ["main", "run_demo"]
@@ -124,7 +124,7 @@ def run_demo(providers: str, workdir: Path) -> int:
     if providers == "real" and not all(os.environ.get(k) for k in PROVIDER_KEYS):
         _say(f"--providers real needs {', '.join(PROVIDER_KEYS)} set")
         return 2
-    started = []
+    started: list[LiveKitServer | ManagedProcess] = []
     try:
         _say("starting livekit-server v1.13.5 on 127.0.0.1:7880 (built once, then cached)")
         server = LiveKitServer(workdir=workdir / "livekit").start()

@@ -15,6 +15,7 @@ import socket
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -148,20 +149,21 @@ def stop_process(pid: int, *, timeout: float = 10.0, group: bool = True) -> bool
         except ProcessLookupError:
             pass
 
-    def reap() -> None:
+    def gone() -> bool:
         with contextlib.suppress(ChildProcessError):  # our own child: reap it (no zombie)
             os.waitpid(pid, os.WNOHANG)
+        return not pid_alive(pid)
 
     if not pid_alive(pid):
         return True
     send(signal.SIGTERM)
-    if wait_until(lambda: (reap(), not pid_alive(pid))[1], timeout):
+    if wait_until(gone, timeout):
         return True
     send(signal.SIGKILL)
-    return wait_until(lambda: (reap(), not pid_alive(pid))[1], 5.0)
+    return wait_until(gone, 5.0)
 
 
-def wait_until(pred: Any, timeout: float, interval: float = 0.05) -> bool:
+def wait_until(pred: Callable[[], object], timeout: float, interval: float = 0.05) -> bool:
     """Poll ``pred()`` until it is truthy or ``timeout`` seconds pass; return the last result."""
     deadline = time.monotonic() + timeout
     while True:

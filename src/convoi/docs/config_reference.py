@@ -209,7 +209,7 @@ def _constraints(info: FieldInfo) -> str:
 
 def _default(info: FieldInfo, *, env: bool) -> str:
     if info.default_factory is not None:
-        value = info.default_factory()  # type: ignore[call-arg]
+        value = info.get_default(call_default_factory=True, validated_data={})
     elif info.default is PydanticUndefined:
         return "**required**"
     else:

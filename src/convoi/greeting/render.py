@@ -1,6 +1,6 @@
 """Greeting placeholders: ``{name}``, ``{contact_name}``, ``<name>``, ``<contact_name>``.
 
-Rules (DESIGN §5):
+Rules (docs/architecture.md §5):
 
 - The four recognised placeholders become the contact's name: the customer's name on phone calls,
   ``participant_name`` on web calls. With no usable name they become ``there``

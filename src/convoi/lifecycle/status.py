@@ -1,6 +1,6 @@
-"""Call lifecycle as a pure state machine (DESIGN §7).
+"""Call lifecycle as a pure state machine (docs/architecture.md §7).
 
-Statuses (:data:`~convoi.reporting.events.CallStatus`)::
+Statuses (:data:`~convoi.lifecycle.vocabulary.CallStatus`)::
 
     initiated ──▶ ringing ──▶ active ──▶ completed | failed
         │  (phone)   │
@@ -61,9 +61,9 @@ back between two transitions.
 
 from __future__ import annotations
 
-from typing import Final, Literal, NamedTuple, get_args
+from typing import Final, NamedTuple, get_args
 
-from convoi.reporting.events import CallStatus, EndedReason, Fault
+from convoi.lifecycle.vocabulary import CallStatus, EndedReason, Fault, TerminalStatus
 
 __all__ = [
     "ALL_STATUSES",
@@ -75,8 +75,6 @@ __all__ = [
     "classify",
     "is_legal",
 ]
-
-TerminalStatus = Literal["completed", "busy", "no_answer", "failed", "canceled"]
 
 ALL_STATUSES: Final[tuple[CallStatus, ...]] = get_args(CallStatus)
 TERMINAL_STATUSES: Final[frozenset[CallStatus]] = frozenset(get_args(TerminalStatus))

@@ -8,10 +8,11 @@ loaded once per process in the worker's setup hook and passed to every session.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
-from livekit.agents import NOT_GIVEN
+from livekit.agents import NOT_GIVEN, NotGiven
 from livekit.plugins import deepgram, elevenlabs, openai
+from pydantic import SecretStr
 
 from convoi.definitions.models import Agent
 from convoi.definitions.providers import DeepgramSTT, ElevenLabsTTS, OpenAILLM
@@ -29,12 +30,15 @@ class PipelineError(ValueError):
 class Pipeline:
     """The model plugins for one agent."""
 
-    stt: Any
-    llm: Any
-    tts: Any
+    stt: deepgram.STT
+    llm: openai.LLM
+    tts: elevenlabs.TTS
 
 
-def _key(value: Any, variable: str) -> str:
+_T = TypeVar("_T")
+
+
+def _key(value: SecretStr | None, variable: str) -> str:
     if value is None or not value.get_secret_value():
         raise PipelineError(f"{variable} is not set: the worker cannot reach this provider")
     return value.get_secret_value()
@@ -43,7 +47,7 @@ def _key(value: Any, variable: str) -> str:
 def build_llm(cfg: OpenAILLM, settings: WorkerSettings) -> openai.LLM:
     """OpenAI chat completions with the agent's model and sampling options."""
 
-    def opt(value: Any) -> Any:
+    def opt(value: _T | None) -> _T | NotGiven:
         return NOT_GIVEN if value is None else value
 
     return openai.LLM(
@@ -78,7 +82,7 @@ def build_stt(cfg: DeepgramSTT, settings: WorkerSettings) -> deepgram.STT:
 
 def build_tts(cfg: ElevenLabsTTS, settings: WorkerSettings) -> elevenlabs.TTS:
     """ElevenLabs streaming synthesis with the agent's voice, model and voice settings."""
-    voice_settings: Any = NOT_GIVEN
+    voice_settings: elevenlabs.VoiceSettings | NotGiven = NOT_GIVEN
     tuned = {
         "stability": cfg.stability,
         "similarity_boost": cfg.similarity_boost,

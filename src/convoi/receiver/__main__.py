@@ -17,14 +17,14 @@ from pathlib import Path
 from aiohttp import web
 
 from convoi.receiver.app import create_app
-from convoi.receiver.store import EventStore
+from convoi.receiver.store import ReceiverStore
 
 __all__ = ["main", "serve"]
 
 
 async def serve(host: str, port: int, db: Path, secrets: list[str]) -> None:
     """Run the receiver until SIGINT/SIGTERM."""
-    store = EventStore(db)
+    store = ReceiverStore(db)
     runner = web.AppRunner(create_app(store, secrets), access_log=None)
     await runner.setup()
     try:

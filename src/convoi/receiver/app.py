@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from aiohttp import web
 
 from convoi.receiver.ingest import ingest_event
-from convoi.receiver.store import EventStore
+from convoi.receiver.store import ReceiverStore
 from convoi.reporting.signing import DEFAULT_TOLERANCE
 
 __all__ = ["MAX_BODY_BYTES", "SECRETS_KEY", "STORE_KEY", "create_app"]
@@ -27,8 +27,8 @@ __all__ = ["MAX_BODY_BYTES", "SECRETS_KEY", "STORE_KEY", "create_app"]
 MAX_BODY_BYTES = 16 * 1024 * 1024
 """``call.ended`` carries the whole transcript: allow more than aiohttp's 1 MiB default."""
 
-STORE_KEY = web.AppKey("convoi_event_store", EventStore)
-SECRETS_KEY = web.AppKey("convoi_event_secrets", tuple)
+STORE_KEY = web.AppKey("convoi_event_store", ReceiverStore)
+SECRETS_KEY: web.AppKey[Sequence[str | bytes]] = web.AppKey("convoi_event_secrets")
 _TOLERANCE_KEY = web.AppKey("convoi_event_tolerance", int)
 
 
@@ -63,7 +63,7 @@ async def _healthz(request: web.Request) -> web.Response:
 
 
 def create_app(
-    store: EventStore,
+    store: ReceiverStore,
     secrets: Sequence[str | bytes],
     *,
     tolerance: int = DEFAULT_TOLERANCE,

@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from convoi.receiver.store import EventStore
+from convoi.receiver.store import ReceiverStore
 from convoi.reporting.events import CallEvent
 from convoi.reporting.signing import (
     DEFAULT_TOLERANCE,
@@ -43,7 +43,7 @@ def _get_header(headers: Mapping[str, str], name: str) -> str | None:
 
 
 def ingest_event(
-    store: EventStore,
+    store: ReceiverStore,
     secrets: Sequence[str | bytes],
     headers: Mapping[str, str],
     body: bytes,

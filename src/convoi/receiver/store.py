@@ -23,7 +23,7 @@ from typing import Any, Literal
 
 from convoi.reporting.events import CallEvent
 
-__all__ = ["CallState", "EventStore", "RecordOutcome", "StoredEvent"]
+__all__ = ["ReceivedCall", "ReceiverStore", "RecordOutcome", "StoredEvent"]
 
 RecordOutcome = Literal["stored", "duplicate"]
 
@@ -86,8 +86,8 @@ class StoredEvent:
 
 
 @dataclass(frozen=True, slots=True)
-class CallState:
-    """The latest known state of a call."""
+class ReceivedCall:
+    """The latest known state of a call, as received (one row of ``calls``)."""
 
     call_id: str
     sequence: int
@@ -107,8 +107,9 @@ class CallState:
         return asdict(self)
 
 
-class EventStore:
-    """Received events in the SQLite file at ``path`` (``":memory:"`` works too). Thread-safe."""
+class ReceiverStore:
+    """The reference receiver's events and calls, in the SQLite file at ``path`` (``":memory:"``
+    works too). Thread-safe."""
 
     def __init__(self, path: str | Path) -> None:
         if str(path) != ":memory:":
@@ -206,7 +207,7 @@ class EventStore:
             ).fetchone()
         return None if row is None else StoredEvent(*row)
 
-    def call(self, call_id: str) -> CallState | None:
+    def call(self, call_id: str) -> ReceivedCall | None:
         """The call's latest state, or ``None`` if no event of it was received."""
         with self._lock:
             row = self._db.execute(
@@ -216,7 +217,7 @@ class EventStore:
             return None
         values = list(row)
         values[8] = None if values[8] is None else json.loads(values[8])
-        return CallState(*values)
+        return ReceivedCall(*values)
 
     def event_count(self) -> int:
         """How many distinct events are stored."""

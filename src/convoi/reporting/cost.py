@@ -1,4 +1,4 @@
-"""What a call cost: usage × the price list, in exact decimals (DESIGN §9). Pure, no I/O.
+"""What a call cost: usage × the price list, in exact decimals (docs/architecture.md §9). Pure, no I/O.
 
 Formulas (USD; prices from ``agents_config/prices.yaml``, looked up by ``UsageEntry.provider`` and
 ``UsageEntry.model``, i.e. our provider names ``openai``, ``deepgram``, ``elevenlabs``):

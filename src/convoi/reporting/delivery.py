@@ -1,4 +1,4 @@
-"""Delivery of call events from the outbox to the control plane (DESIGN §8).
+"""Delivery of call events from the outbox to the control plane (docs/architecture.md §8).
 
 ``POST {CONVOI_API_URL}/internal/v1/calls/{call_id}/events`` with the outbox body (exact bytes),
 ``Content-Type: application/json`` and the signature headers of :mod:`convoi.reporting.signing`.

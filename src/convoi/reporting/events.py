@@ -1,10 +1,13 @@
-"""Call events: what the worker reports to the control plane (DESIGN §8).
+"""Call events: what the worker reports to the control plane (docs/architecture.md §8).
 
 Every event carries a unique ``id`` (delivery is at least once; receivers de-duplicate by id), the
 call's ``sequence`` number (1, 2, 3, … per call, so order is recoverable), the current status and
 the call's ``metadata``. ``call.ended`` adds the transcript, handoffs and per-turn latency.
 
 Wire format: JSON of :class:`CallEvent` (``model_dump_json``); money as strings (exact decimals).
+
+The status vocabulary (``CallStatus``, ``EndedReason``, ``Fault``) belongs to
+:mod:`convoi.lifecycle`; it is re-exported here because the event fields use it.
 """
 
 from __future__ import annotations
@@ -13,6 +16,8 @@ from decimal import Decimal
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_serializer
+
+from convoi.lifecycle import CallStatus, EndedReason, Fault
 
 __all__ = [
     "EVENT_TYPES",
@@ -28,26 +33,6 @@ __all__ = [
     "UsageEntry",
 ]
 
-CallStatus = Literal[
-    "initiated", "ringing", "active", "completed", "busy", "no_answer", "failed", "canceled"
-]
-EndedReason = Literal[
-    "customer_hangup",
-    "agent_hangup",
-    "transferred",
-    "silence_timeout",
-    "max_duration",
-    "voicemail",
-    "dial_busy",
-    "dial_no_answer",
-    "dial_failed",
-    "participant_never_joined",
-    "invalid_request",
-    "provider_error",
-    "worker_shutdown",
-    "worker_error",
-]
-Fault = Literal["customer", "provider", "platform", "config"]
 EventType = Literal["call.status", "call.progress", "call.ended"]
 EVENT_TYPES: tuple[EventType, ...] = ("call.status", "call.progress", "call.ended")
 

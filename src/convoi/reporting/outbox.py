@@ -27,6 +27,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from convoi.reporting.events import CallEvent
 
@@ -131,7 +132,9 @@ class Outbox:
                     self._db.execute("ROLLBACK")
                 raise
 
-    def _read(self, sql: str, params: dict[str, object] | tuple[object, ...]) -> list[tuple]:
+    def _read(
+        self, sql: str, params: dict[str, object] | tuple[object, ...]
+    ) -> list[tuple[Any, ...]]:
         with self._lock:
             return self._db.execute(sql, params).fetchall()
 

@@ -6,6 +6,10 @@ far; the terminal transition emits ``call.status`` and then ``call.ended`` with 
 handoffs, usage, cost breakdown and per-turn latency. Events are committed to the outbox (a quick
 local SQLite write, run off the event loop) and sent by the delivery loop, so reporting never
 blocks the audio path.
+
+The final event is never lost to a reporting fault: if the usage, the cost or the transcript
+cannot be put into it, ``call.ended`` still goes out without them (``detail`` says what is
+missing), and a failing outbox write is retried before giving up loudly.
 """
 
 from __future__ import annotations
@@ -33,9 +37,18 @@ from convoi.reporting.events import (
     UsageEntry,
 )
 
-__all__ = ["CallReporter", "EventStore"]
+__all__ = ["FINAL_EVENT_ATTEMPTS", "CallReporter", "EventStore", "ReportingError"]
 
 logger = logging.getLogger("convoi.reporting")
+
+FINAL_EVENT_ATTEMPTS = 4
+"""Tries at committing ``call.ended`` to the outbox before giving up."""
+FINAL_EVENT_RETRY_SECONDS = 0.5
+"""Back-off step between outbox write attempts of the final event (0.5 s, 1 s, …)."""
+
+
+class ReportingError(RuntimeError):
+    """The final event of a call could not be committed to the outbox at all."""
 
 
 class EventStore(Protocol):
@@ -86,31 +99,54 @@ class CallReporter:
         self, type_: EventType, *, detail: str | None = None, **extra: Any
     ) -> CallEvent:
         async with self._lock:  # one sequence number per event, in order
-            now = self._clock()
-            life = self.lifecycle
-            duration = round(life.duration_seconds(now), 3)
-            usage = list(self._usage())
             sequence = await asyncio.to_thread(self._store.next_sequence, self.call_id)
-            event = CallEvent(
-                id=f"evt_{uuid.uuid4().hex}",
-                call_id=self.call_id,
-                sequence=sequence,
-                type=type_,
-                created_at=now,
-                status=life.status,
-                ended_reason=life.ended_reason,
-                fault=life.fault,
-                detail=detail,
-                duration_seconds=duration,
-                cost=self.cost(usage, duration),
-                usage=usage,
-                metadata=self._metadata,
-                **extra,
-            )
-            await asyncio.to_thread(self._store.add, event)  # durable before anything is sent
-            if self._on_event is not None:
-                self._on_event(event)
-            return event
+            try:
+                event = self._build(type_, sequence, detail=detail, **extra)
+            except Exception:
+                logger.exception(
+                    "could not compute usage and cost for a %s event; reporting it without them",
+                    type_,
+                    extra=self._fields,
+                )
+                event = self._build(type_, sequence, detail=_degraded(detail), bare=True, **extra)
+            return await self._commit(event)
+
+    def _build(
+        self,
+        type_: EventType,
+        sequence: int,
+        *,
+        detail: str | None,
+        bare: bool = False,
+        **extra: Any,
+    ) -> CallEvent:
+        """The event now; ``bare`` leaves out usage and cost (they may be what failed)."""
+        now = self._clock()
+        life = self.lifecycle
+        duration = round(life.duration_seconds(now), 3)
+        usage = [] if bare else list(self._usage())
+        return CallEvent(
+            id=f"evt_{uuid.uuid4().hex}",
+            call_id=self.call_id,
+            sequence=sequence,
+            type=type_,
+            created_at=now,
+            status=life.status,
+            ended_reason=life.ended_reason,
+            fault=life.fault,
+            detail=detail,
+            duration_seconds=duration,
+            cost=Cost(amount=Decimal(0)) if bare else self.cost(usage, duration),
+            usage=usage,
+            metadata=self._metadata,
+            **extra,
+        )
+
+    async def _commit(self, event: CallEvent) -> CallEvent:
+        await asyncio.to_thread(self._store.add, event)  # durable before anything is sent
+        if self._on_event is not None:
+            self._on_event(event)
+        return event
 
     # -- transitions -----------------------------------------------------------------------
 
@@ -158,7 +194,8 @@ class CallReporter:
         """Terminal transition: ``call.status`` then ``call.ended``. No-op if already ended.
 
         ``at`` is when the call really ended (e.g. the moment the caller hung up), if earlier
-        than now; duration and cost count up to it."""
+        than now; duration and cost count up to it. The status defaults to the reason's
+        classification; ``completed`` for a call that never became active becomes ``failed``."""
         if self.lifecycle.is_terminal:
             return None
         if self._progress_task is not None:
@@ -168,11 +205,62 @@ class CallReporter:
         if status == "completed" and not self.lifecycle.can("completed"):
             status = "failed"  # e.g. the caller left before the call became active
         self.lifecycle.end(reason, at or self._clock(), status=status, fault=fault or default_fault)
-        await self._emit("call.status", detail=detail)
-        return await self._emit(
-            "call.ended",
-            detail=detail,
-            transcript=list(transcript),
-            handoffs=list(handoffs),
-            latency=list(latency),
-        )
+        try:
+            await self._emit("call.status", detail=detail)
+        except Exception:
+            logger.exception("could not record the final status event", extra=self._fields)
+        return await self._emit_final(detail, list(transcript), list(handoffs), list(latency))
+
+    async def _emit_final(
+        self,
+        detail: str | None,
+        transcript: list[TranscriptEntry],
+        handoffs: list[Handoff],
+        latency: list[TurnLatency],
+    ) -> CallEvent:
+        """``call.ended``: in full, else without what could not be put in it; the outbox write is
+        retried (:data:`FINAL_EVENT_ATTEMPTS`) before :class:`ReportingError`."""
+        async with self._lock:
+            last: Exception | None = None
+            for attempt in range(1, FINAL_EVENT_ATTEMPTS + 1):
+                try:
+                    sequence = await asyncio.to_thread(self._store.next_sequence, self.call_id)
+                    try:
+                        event = self._build(
+                            "call.ended",
+                            sequence,
+                            detail=detail,
+                            transcript=transcript,
+                            handoffs=handoffs,
+                            latency=latency,
+                        )
+                    except Exception:
+                        logger.exception(
+                            "could not build the full final event; reporting it without usage, "
+                            "cost and transcript",
+                            extra=self._fields,
+                        )
+                        event = self._build(
+                            "call.ended", sequence, detail=_degraded(detail), bare=True
+                        )
+                    return await self._commit(event)
+                except Exception as exc:
+                    last = exc
+                    logger.exception(
+                        "could not record the final call event (attempt %d of %d)",
+                        attempt,
+                        FINAL_EVENT_ATTEMPTS,
+                        extra=self._fields,
+                    )
+                    if attempt < FINAL_EVENT_ATTEMPTS:
+                        await asyncio.sleep(FINAL_EVENT_RETRY_SECONDS * attempt)  # write back-off
+        raise ReportingError(f"the final event of {self.call_id} could not be recorded") from last
+
+    @property
+    def _fields(self) -> dict[str, Any]:
+        return {"call_id": self.call_id}
+
+
+def _degraded(detail: str | None) -> str:
+    note = "usage, cost and transcript could not be reported (see the worker log)"
+    return f"{detail}; {note}" if detail else note

@@ -4,19 +4,28 @@
 reports its base URL's host) and cannot split by squad member. So the tracker listens to
 ``metrics_collected`` and attributes each LLM/STT/TTS metric to the member speaking at the time,
 under the provider and model of that member's own configuration.
+
+STT is billed on the caller audio streamed to the recogniser, counted by the agents as it flows
+(:meth:`UsageTracker.add_stt_audio`): the plugin's own audio metrics arrive in 5 s batches and can
+land after the call's final report, so they are ignored. Characters synthesised outside the
+session (the greeting rendered while a phone rings) are added with
+:meth:`UsageTracker.add_tts_characters`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Literal, cast
 
-from livekit.agents.metrics import LLMMetrics, STTMetrics, TTSMetrics
+from livekit.agents.metrics import LLMMetrics, TTSMetrics
 
 from convoi.definitions.models import Agent
 from convoi.reporting.events import UsageEntry
 
-__all__ = ["UsageTracker"]
+__all__ = ["UsageKind", "UsageTracker"]
+
+UsageKind = Literal["llm", "stt", "tts"]
 
 
 @dataclass
@@ -31,23 +40,14 @@ class _Counter:
 class UsageTracker:
     """Accumulates usage per (member, kind, provider, model)."""
 
-    def __init__(
-        self,
-        agents: dict[str, Agent],
-        current_member: Callable[[], str],
-        stt_seconds: Callable[[], dict[str, float]] | None = None,
-        extra_tts_characters: Callable[[], dict[str, int]] | None = None,
-    ) -> None:
-        """``stt_seconds`` (member → seconds streamed), when given, replaces the STT plugin's own
-        audio metrics, which arrive in batches and can lag the end of a call."""
+    def __init__(self, agents: Mapping[str, Agent], current_member: Callable[[], str]) -> None:
+        """``agents``: member key → effective agent definition; ``current_member``: who is
+        speaking now (usage reported by the session is attributed to them)."""
         self._agents = agents
         self._current = current_member
-        self._stt_seconds = stt_seconds
-        self._extra_tts = extra_tts_characters
         self._counters: dict[tuple[str, str, str, str], _Counter] = {}
 
-    def _counter(self, kind: str, model_name: str | None) -> _Counter:
-        member = self._current()
+    def _counter(self, kind: UsageKind, member: str, model_name: str | None = None) -> _Counter:
         agent = self._agents.get(member)
         block = getattr(agent, kind) if agent is not None else None
         provider = block.provider if block is not None else "unknown"
@@ -55,42 +55,37 @@ class UsageTracker:
         return self._counters.setdefault((member, kind, provider, model), _Counter())
 
     def add(self, metrics: object) -> None:
-        """Record one metrics event (other metric types are ignored)."""
+        """Record one metrics event (other metric types, and STT audio metrics, are ignored)."""
         model_name = getattr(getattr(metrics, "metadata", None), "model_name", None)
         if isinstance(metrics, LLMMetrics):
-            c = self._counter("llm", model_name)
+            c = self._counter("llm", self._current(), model_name)
             c.input_tokens += metrics.prompt_tokens
             c.cached_input_tokens += metrics.prompt_cached_tokens
             c.output_tokens += metrics.completion_tokens
-        elif isinstance(metrics, STTMetrics) and self._stt_seconds is None:
-            self._counter("stt", model_name).audio_seconds += metrics.audio_duration
         elif isinstance(metrics, TTSMetrics):
-            self._counter("tts", model_name).characters += metrics.characters_count
+            self._counter("tts", self._current(), model_name).characters += metrics.characters_count
 
-    def _sync_stt(self) -> None:
-        if self._stt_seconds is None:
-            return
-        for member, seconds in self._stt_seconds().items():
-            agent = self._agents.get(member)
-            if agent is not None:
-                key = (member, "stt", agent.stt.provider, agent.stt.model)
-                self._counters.setdefault(key, _Counter()).audio_seconds = seconds
+    def add_stt_audio(self, member: str, seconds: float) -> None:
+        """``seconds`` of caller audio were streamed to ``member``'s recogniser."""
+        self._counter("stt", member).audio_seconds += seconds
+
+    def add_tts_characters(self, member: str, characters: int) -> None:
+        """``characters`` were synthesised for ``member`` outside the session."""
+        self._counter("tts", member).characters += characters
 
     def entries(self) -> list[UsageEntry]:
         """The usage so far, one entry per member and model."""
-        self._sync_stt()
-        extra = self._extra_tts() if self._extra_tts is not None else {}
         return [
             UsageEntry(
                 member=member,
-                kind=kind,  # type: ignore[arg-type]
+                kind=cast(UsageKind, kind),
                 provider=provider,
                 model=model,
                 input_tokens=c.input_tokens,
                 cached_input_tokens=c.cached_input_tokens,
                 output_tokens=c.output_tokens,
                 audio_seconds=round(c.audio_seconds, 6),
-                characters=c.characters + (extra.get(member, 0) if kind == "tts" else 0),
+                characters=c.characters,
             )
             for (member, kind, provider, model), c in self._counters.items()
         ]

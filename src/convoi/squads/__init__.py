@@ -1,9 +1,10 @@
 """Workforce (squad) calls: members that hand the caller to each other through function tools.
 
 A squad call runs one livekit ``Agent`` per member (:class:`SquadMemberAgent`, a
-:class:`~convoi.worker.agent.ConvoiAgent` whose ``id`` is the member key), each with its own
-instructions, LLM, TTS voice and STT. :class:`SquadRuntime` owns the call's members and its
-handoff history; the worker keeps it on ``CallState.squad``.
+:class:`~convoi.agent.ConvoiAgent` whose ``id`` is the member key), each with its own
+instructions, LLM, TTS voice and STT. :class:`SquadRuntime` owns the call's members, the current
+member and its handoff history; the call that runs it (:class:`convoi.worker.call.Call`) reads
+them to report.
 
 Settings precedence (applied by :func:`convoi.callspec.resolve_call`, lowest first):
 
@@ -11,7 +12,7 @@ Settings precedence (applied by :func:`convoi.callspec.resolve_call`, lowest fir
 2. the member's ``overrides`` in the squad file;
 3. the call's ``agent_overrides``, applied to *every* member.
 
-Handoffs (DESIGN §6):
+Handoffs (docs/architecture.md §6):
 
 - each member gets one ``transfer_to_<member>`` tool per destination listed in its ``handoffs``
   (:mod:`convoi.squads.tools`), so a transfer to any other member cannot be expressed; the tool's
@@ -22,15 +23,14 @@ Handoffs (DESIGN §6):
 - at most ``max_handoffs`` transfers per call: a further one is refused with a tool result the
   LLM reads, the caller stays with the current member and a warning is logged;
 - every completed handoff is recorded in :attr:`SquadRuntime.handoffs`
-  (:class:`HandoffRecord`: from, to, reason, time).
+  (:class:`~convoi.reporting.events.Handoff`: from, to, reason, time).
 """
 
 from convoi.squads.context import carry_context
-from convoi.squads.runtime import HandoffRecord, SquadMemberAgent, SquadRuntime
+from convoi.squads.runtime import SquadMemberAgent, SquadRuntime
 from convoi.squads.tools import build_transfer_tools, transfer_tool_name
 
 __all__ = [
-    "HandoffRecord",
     "SquadMemberAgent",
     "SquadRuntime",
     "build_transfer_tools",

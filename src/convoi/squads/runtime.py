@@ -9,8 +9,9 @@ instructions, LLM, TTS voice and STT) and answers the members' transfer tools:
 - a transfer beyond the squad's ``max_handoffs`` (or a second one in the same turn) returns a
   plain refusal message, which the current member's LLM reads and answers: the caller stays put.
 
-A handoff is recorded when the new member actually takes over (its ``on_enter``), so a transfer
-that livekit drops (e.g. an interrupted turn) is never reported.
+A handoff is recorded (as the reported :class:`~convoi.reporting.events.Handoff`) when the new
+member actually takes over (its ``on_enter``), so a transfer that livekit drops (e.g. an
+interrupted turn) is never reported. The runtime is the only holder of the current member.
 """
 
 from __future__ import annotations
@@ -21,20 +22,21 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from livekit.agents import Agent as LivekitAgent
 from livekit.agents import RunContext
 from livekit.agents.llm import ChatContext, ToolResult
 
+from convoi.agent import ConvoiAgent
 from convoi.callspec import EffectiveAgent, ResolvedCall
 from convoi.definitions.models import Agent, Squad
 from convoi.pipeline.factory import Pipeline, build_pipeline
+from convoi.reporting.events import Handoff
 from convoi.settings import WorkerSettings
 from convoi.squads.context import carry_context
 from convoi.squads.tools import build_transfer_tools
-from convoi.worker.agent import ConvoiAgent
 
 __all__ = [
     "HANDOFF_OPENER",
-    "HandoffRecord",
     "SquadMemberAgent",
     "SquadRuntime",
     "refusal_message",
@@ -55,18 +57,6 @@ def refusal_message(handoffs: int) -> str:
         f"Transfer refused: this call already had {handoffs} transfers (the workforce's "
         "max_handoffs). Stay with the caller and help them yourself."
     )
-
-
-@dataclass(frozen=True)
-class HandoffRecord:
-    """One completed transfer between members (the reporter's ``Handoff`` has the same fields)."""
-
-    from_member: str
-    to_member: str
-    reason: str | None
-    """The ``reason`` argument of the transfer tool (None when the LLM gave none)."""
-    at: float
-    """Unix time the new member took over the call."""
 
 
 @dataclass(frozen=True)
@@ -108,7 +98,9 @@ class SquadMemberAgent(ConvoiAgent):
             chat_ctx=chat_ctx,
         )
 
-    async def _transfer(self, to: str, reason: str | None, context: RunContext[Any]) -> Any:
+    async def _transfer(
+        self, to: str, reason: str | None, context: RunContext[Any]
+    ) -> TransferResult:
         return self._runtime._transfer(self, to, reason, context)
 
     async def on_enter(self) -> None:
@@ -120,6 +112,10 @@ class SquadMemberAgent(ConvoiAgent):
 
 
 PipelineFactoryFn = Callable[[Agent, WorkerSettings], Pipeline]
+"""Effective agent → plugins (the worker's :func:`~convoi.pipeline.build_pipeline`, or fakes)."""
+
+TransferResult = tuple[LivekitAgent, ToolResult] | ToolResult | str
+"""What a transfer tool answers: the new member and a silent tool result, or a refusal."""
 
 
 class SquadRuntime:
@@ -143,7 +139,7 @@ class SquadRuntime:
         self.pipelines: dict[str, Pipeline] = {
             key: pipeline_factory(member.agent, settings) for key, member in call.members.items()
         }
-        self.handoffs: list[HandoffRecord] = []
+        self.handoffs: list[Handoff] = []
         """Completed transfers, in order."""
         self.refused: int = 0
         """Transfers refused (``max_handoffs`` reached, or a second one in the same turn)."""
@@ -176,7 +172,7 @@ class SquadRuntime:
 
     def _transfer(
         self, owner: SquadMemberAgent, to: str, reason: str | None, context: RunContext[Any]
-    ) -> Any:
+    ) -> TransferResult:
         from_member = owner.effective.key
         speech_id = context.speech_handle.id
         pending = self._pending
@@ -221,7 +217,9 @@ class SquadRuntime:
             return
         if self._pending is arrival:
             self._pending = None
-        record = HandoffRecord(arrival.from_member, key, arrival.reason, time.time())
+        record = Handoff(
+            from_member=arrival.from_member, to_member=key, reason=arrival.reason, at=time.time()
+        )
         self.handoffs.append(record)
         logger.info(
             "caller transferred",

@@ -8,7 +8,7 @@ What a call does is up to the ``on_transfer`` handler (the runtime).
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from livekit.agents import RunContext, function_tool
@@ -20,6 +20,7 @@ __all__ = [
     "REASON_DESCRIPTION",
     "TRANSFER_PREFIX",
     "TransferHandler",
+    "TransferTool",
     "build_transfer_tools",
     "transfer_schema",
     "transfer_tool_name",
@@ -30,8 +31,11 @@ TRANSFER_PREFIX = "transfer_to_"
 REASON_DESCRIPTION = "Why the caller is being transferred: what they need, in one short sentence."
 """Description of the ``reason`` parameter (what the LLM reads)."""
 
-TransferHandler = Callable[[str, str | None, RunContext[Any]], Awaitable[Any]]
+TransferHandler = Callable[[str, str | None, RunContext[Any]], Awaitable[object]]
 """``(destination member, reason or None, run context) → tool output``."""
+
+TransferTool = RawFunctionTool[[dict[str, object], RunContext[Any]], Coroutine[Any, Any, object]]
+"""A generated ``transfer_to_<member>`` tool (raw schema: one required ``reason`` string)."""
 
 
 def transfer_tool_name(member_key: str) -> str:
@@ -53,10 +57,10 @@ def transfer_schema(handoff: Handoff) -> dict[str, Any]:
     }
 
 
-def _transfer_tool(handoff: Handoff, on_transfer: TransferHandler) -> RawFunctionTool:
+def _transfer_tool(handoff: Handoff, on_transfer: TransferHandler) -> TransferTool:
     destination = handoff.to
 
-    async def transfer(raw_arguments: dict[str, object], context: RunContext) -> Any:
+    async def transfer(raw_arguments: dict[str, object], context: RunContext[Any]) -> object:
         # raw tools get the arguments unvalidated: a missing or blank reason is recorded as None
         reason = raw_arguments.get("reason")
         text = reason.strip() if isinstance(reason, str) else ""
@@ -65,8 +69,6 @@ def _transfer_tool(handoff: Handoff, on_transfer: TransferHandler) -> RawFunctio
     return function_tool(transfer, raw_schema=transfer_schema(handoff))
 
 
-def build_transfer_tools(
-    member: SquadMember, on_transfer: TransferHandler
-) -> list[RawFunctionTool]:
+def build_transfer_tools(member: SquadMember, on_transfer: TransferHandler) -> list[TransferTool]:
     """One transfer tool per destination of ``member``, in the order of its ``handoffs``."""
     return [_transfer_tool(handoff, on_transfer) for handoff in member.handoffs]

@@ -6,29 +6,32 @@
   :func:`hang_up`.
 - :mod:`~convoi.telephony.provision`: idempotent ``convoi-<phone_number_id>`` outbound trunks
   (import it from its module; not re-exported here so ``python -m`` runs it cleanly).
-- :mod:`~convoi.telephony.participant_stand_in`: devstack-only stand-in for the SIP leg.
 
-:func:`dialer_for` picks the dialer for the worker's ``CONVOI_DIAL_MODE`` (``sip`` or
-``participant``)::
+:func:`dialer_for` picks the :class:`Dialer` for the worker's ``CONVOI_DIAL_MODE``::
 
     result = await dialer_for(settings.dial_mode)(ctx.api, phone=..., to_number=..., ...)
     if not result.answered:
         lifecycle.end(result.outcome.ended_reason, now, status=result.outcome.status,
                       fault=result.outcome.fault)
+
+Dial modes live in :data:`dialers`. This package registers only ``sip`` (:func:`dial`, the
+production one). Other modes are registered by whoever provides them with
+:func:`register_dialer`; the devstack's ``participant`` mode (the "phone" is a LiveKit participant,
+for machines without livekit-sip) is registered by ``convoi.devstack.participant_phone.register()``.
+This package never imports the devstack.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Final
 
 from convoi.telephony.dialer import Dialer, DialResult, build_request, dial, hang_up
 from convoi.telephony.outcomes import SIP_REASON_PHRASES, DialOutcome, dial_outcome
-from convoi.telephony.participant_stand_in import dial_participant_stand_in
 from convoi.telephony.trunk import TrunkConfigError, phone_identity, trunk_name, trunk_password
 
 __all__ = [
+    "SIP_DIAL_MODE",
     "SIP_REASON_PHRASES",
-    "DialMode",
     "DialOutcome",
     "DialResult",
     "Dialer",
@@ -36,21 +39,48 @@ __all__ = [
     "build_request",
     "dial",
     "dial_outcome",
-    "dial_participant_stand_in",
     "dialer_for",
+    "dialers",
     "hang_up",
     "phone_identity",
+    "register_dialer",
     "trunk_name",
     "trunk_password",
 ]
 
-DialMode = Literal["sip", "participant"]
+SIP_DIAL_MODE: Final[str] = "sip"
+"""The production dial mode: :func:`dial` through LiveKit SIP."""
+
+dialers: dict[str, Dialer] = {SIP_DIAL_MODE: dial}
+"""Dial mode (``CONVOI_DIAL_MODE``) → its dialer. Change it with :func:`register_dialer` only."""
 
 
-def dialer_for(mode: DialMode | str) -> Dialer:
-    """:func:`dial` for ``"sip"`` (production), the stand-in for ``"participant"`` (devstack)."""
-    if mode == "sip":
-        return dial
-    if mode == "participant":
-        return dial_participant_stand_in
-    raise ValueError(f"unknown dial mode {mode!r} (expected 'sip' or 'participant')")
+def register_dialer(mode: str, dialer: Dialer) -> None:
+    """Make ``dialer`` the dialer of ``mode`` in this process.
+
+    Registering the same dialer again is harmless; giving a registered mode another dialer raises
+    :class:`ValueError` (so nothing can quietly replace ``sip``).
+    """
+    current = dialers.get(mode)
+    if current is not None and current is not dialer:
+        raise ValueError(f"dial mode {mode!r} already has a dialer ({_name(current)})")
+    dialers[mode] = dialer
+
+
+def dialer_for(mode: str) -> Dialer:
+    """The dialer registered for ``mode``: :func:`dial` for ``"sip"``.
+
+    Raises :class:`ValueError` naming the registered modes when ``mode`` has none.
+    """
+    try:
+        return dialers[mode]
+    except KeyError:
+        known = ", ".join(repr(m) for m in sorted(dialers))
+        raise ValueError(
+            f"unknown dial mode {mode!r} (registered: {known}; other modes must be registered "
+            "with convoi.telephony.register_dialer first)"
+        ) from None
+
+
+def _name(dialer: Dialer) -> str:
+    return f"{getattr(dialer, '__module__', '?')}.{getattr(dialer, '__qualname__', repr(dialer))}"

@@ -84,7 +84,7 @@ class DialResult:
 
 
 class Dialer(Protocol):
-    """The signature shared by :func:`dial` and the devstack participant stand-in."""
+    """A dialer: :func:`dial`, or one registered with :func:`convoi.telephony.register_dialer`."""
 
     async def __call__(
         self,

@@ -1,7 +1,7 @@
 """What a failed dial means for the call: status, ended_reason, fault and a readable detail.
 
 Pure: no I/O. :func:`dial_outcome` is the one place that turns "the phone did not get
-answered" into the DESIGN §7 taxonomy. Its table, exactly:
+answered" into the docs/architecture.md §7 taxonomy. Its table, exactly:
 
 =====================================  ============  ==================  ==========
 SIP final response / situation         status        ended_reason        fault
@@ -54,8 +54,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
-from convoi.lifecycle.status import TerminalStatus
-from convoi.reporting.events import EndedReason, Fault
+from convoi.lifecycle import EndedReason, Fault, TerminalStatus
 
 __all__ = [
     "BUSY_CODES",

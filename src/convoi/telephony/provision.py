@@ -93,7 +93,7 @@ class DesiredTrunk:
     phone_number_id: str
     name: str
     address: str
-    transport: SIPTransport.ValueType
+    transport: SIPTransport
     numbers: tuple[str, ...]
     auth_username: str
     auth_password: str = field(repr=False)

@@ -34,7 +34,7 @@ TRUNK_NAME_PREFIX: Final[str] = "convoi-"
 PHONE_IDENTITY_PREFIX: Final[str] = "phone-"
 """Room identity of the called phone: ``phone-<E.164 digits>``."""
 
-_TRANSPORTS: Final[dict[str, SIPTransport.ValueType]] = {
+_TRANSPORTS: Final[dict[str, SIPTransport]] = {
     "udp": SIPTransport.SIP_TRANSPORT_UDP,
     "tcp": SIPTransport.SIP_TRANSPORT_TCP,
     "tls": SIPTransport.SIP_TRANSPORT_TLS,
@@ -75,7 +75,7 @@ def trunk_password(
     return sip.auth_username or "", password
 
 
-def sip_transport(transport: str) -> SIPTransport.ValueType:
+def sip_transport(transport: str) -> SIPTransport:
     """The LiveKit enum for ``"udp"`` / ``"tcp"`` / ``"tls"``."""
     try:
         return _TRANSPORTS[transport]

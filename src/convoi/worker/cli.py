@@ -17,11 +17,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from convoi.callspec import CallSpecError, ResolvedCall, resolve_call
 from convoi.definitions.loader import ConfigError, LoadResult, load_definitions
+from convoi.definitions.prices import PriceList
 from convoi.pipeline import describe
 from convoi.settings import WorkerSettings
 
@@ -30,9 +32,12 @@ __all__ = ["main"]
 _LIVEKIT_COMMANDS = {"start", "dev", "console", "connect", "download-files"}
 
 
-def _table(rows: list[tuple[str, ...]], header: tuple[str, ...]) -> str:
+def _table(rows: Sequence[tuple[str, ...]], header: tuple[str, ...]) -> str:
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    line = lambda r: "  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()  # noqa: E731
+
+    def line(row: tuple[str, ...]) -> str:
+        return "  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
+
     return "\n".join([line(header), line(tuple("-" * w for w in widths)), *(line(r) for r in rows)])
 
 
@@ -52,53 +57,70 @@ def check_config(config: Path) -> int:
     if result is None:
         return 1
     defs = result.definitions
-    print(f"Definitions in {config}: OK\n")
-    print(
-        _table(
-            [
-                (
-                    a.id,
-                    "agent",
-                    a.name,
-                    f"{a.llm.provider}/{a.llm.model}",
-                    f"{a.tts.provider}/{a.tts.voice_id}",
-                    f"{a.stt.provider}/{a.stt.model}",
-                    result.sources[a.id],
-                )
-                for a in defs.agents.values()
-            ]
-            + [
-                (
-                    s.id,
-                    "squad",
-                    s.name,
-                    f"start={s.start_member}",
-                    f"members={','.join(s.members)}",
-                    f"context={s.context_policy}",
-                    result.sources[s.id],
-                )
-                for s in defs.squads.values()
-            ]
-            + [
-                (
-                    p.id,
-                    "phone_number",
-                    p.label or p.number,
-                    p.number,
-                    f"sip={p.sip.address}/{p.sip.transport}",
-                    "",
-                    result.sources[p.id],
-                )
-                for p in defs.phone_numbers.values()
-            ]
-            + [
-                (k.id, "knowledge_base", k.name, "", "", "", result.sources[k.id])
-                for k in defs.knowledge_bases.values()
-            ],
-            ("id", "kind", "name", "llm / detail", "tts / detail", "stt / detail", "file"),
-        )
-    )
     prices = defs.prices
+    print(f"Definitions in {config}: OK\n")
+    header = ("id", "kind", "name", "llm / detail", "tts / detail", "stt / detail", "file")
+    print(_table(_definition_rows(result), header))
+    print(f"\nPrices ({prices.currency}):\n" + _table(_price_rows(prices), ("item", "price")))
+    counts = defs.summary()
+    print(
+        "\n"
+        + ", ".join(f"{n} {k}" for k, n in counts.items())
+        + f", {sum(len(v) for v in prices.llm.values())} priced LLM models"
+    )
+    for warning in result.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    return 0
+
+
+def _definition_rows(result: LoadResult) -> list[tuple[str, ...]]:
+    """One row per agent, squad, phone number and knowledge base, with the file it came from."""
+    defs, src = result.definitions, result.sources
+    rows: list[tuple[str, ...]] = [
+        (
+            a.id,
+            "agent",
+            a.name,
+            f"{a.llm.provider}/{a.llm.model}",
+            f"{a.tts.provider}/{a.tts.voice_id}",
+            f"{a.stt.provider}/{a.stt.model}",
+            src[a.id],
+        )
+        for a in defs.agents.values()
+    ]
+    rows += [
+        (
+            s.id,
+            "squad",
+            s.name,
+            f"start={s.start_member}",
+            f"members={','.join(s.members)}",
+            f"context={s.context_policy}",
+            src[s.id],
+        )
+        for s in defs.squads.values()
+    ]
+    rows += [
+        (
+            p.id,
+            "phone_number",
+            p.label or p.number,
+            p.number,
+            f"sip={p.sip.address}/{p.sip.transport}",
+            "",
+            src[p.id],
+        )
+        for p in defs.phone_numbers.values()
+    ]
+    rows += [
+        (k.id, "knowledge_base", k.name, "", "", "", src[k.id])
+        for k in defs.knowledge_bases.values()
+    ]
+    return rows
+
+
+def _price_rows(prices: PriceList) -> list[tuple[str, str]]:
+    """One row per priced model, then telephony and the platform fee."""
     rows = [
         (
             f"llm {p}/{m}",
@@ -121,16 +143,7 @@ def check_config(config: Path) -> int:
         ("telephony", f"{prices.telephony.per_minute} per minute"),
         ("platform fee", f"{prices.platform_fee_per_minute} per minute"),
     ]
-    print(f"\nPrices ({prices.currency}):\n" + _table(rows, ("item", "price")))
-    counts = defs.summary()
-    print(
-        "\n"
-        + ", ".join(f"{n} {k}" for k, n in counts.items())
-        + f", {sum(len(v) for v in prices.llm.values())} priced LLM models"
-    )
-    for warning in result.warnings:
-        print(f"warning: {warning}", file=sys.stderr)
-    return 0
+    return rows
 
 
 def _report(call: ResolvedCall, settings: WorkerSettings) -> dict[str, Any]:
@@ -229,9 +242,21 @@ def check_call(file: str, config: Path, as_json: bool) -> int:
 
 
 def _run_livekit(argv: list[str]) -> int:
+    from convoi.worker.config import WorkerConfig
     from convoi.worker.server import build_server
 
-    settings = WorkerSettings()
+    try:
+        config = WorkerConfig.from_env()
+    except ValueError as exc:  # a setting that cannot work, e.g. an unknown dial mode
+        print(f"error: {exc}", file=sys.stderr)
+        if "participant" in str(exc):
+            print(
+                "hint: CONVOI_DIAL_MODE=participant is the devstack's stand-in for the SIP leg; "
+                "run the worker as `convoi-devstack worker start`",
+                file=sys.stderr,
+            )
+        return 1
+    settings = config.settings
     if _load(settings.config_dir) is None:
         return 1
     missing = settings.missing_provider_keys()
@@ -240,7 +265,7 @@ def _run_livekit(argv: list[str]) -> int:
             f"warning: {', '.join(missing)} not set: calls will fail with provider_error",
             file=sys.stderr,
         )
-    server = build_server(settings)
+    server = build_server(config)
     from livekit.agents import cli
 
     sys.argv = ["convoi-worker", *argv]

@@ -40,6 +40,7 @@ import threading
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
+from typing import TypedDict
 
 from prometheus_client import Counter, Gauge, Histogram, multiprocess
 from prometheus_client import values as _prometheus_values
@@ -49,6 +50,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 __all__ = [
     "GREETING_BUCKETS",
     "VOICE_TO_VOICE_BUCKETS",
+    "MetricsServerOptions",
     "MetricsSettings",
     "call_ended",
     "call_started",
@@ -69,6 +71,13 @@ GREETING_BUCKETS = (0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0)
 _ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 
+class MetricsServerOptions(TypedDict, total=False):
+    """The AgentServer's Prometheus options (empty: no endpoint)."""
+
+    prometheus_port: int
+    prometheus_multiproc_dir: str
+
+
 class MetricsSettings(BaseSettings):
     """Where the worker serves its Prometheus metrics, read from the environment (and ``.env``)."""
 
@@ -83,7 +92,7 @@ class MetricsSettings(BaseSettings):
     ``PROMETHEUS_MULTIPROC_DIR`` when set, else a new temporary folder."""
 
 
-def metrics_server_options(settings: MetricsSettings | None = None) -> dict[str, object]:
+def metrics_server_options(settings: MetricsSettings | None = None) -> MetricsServerOptions:
     """Keyword arguments for ``AgentServer(...)``: ``prometheus_port`` and
     ``prometheus_multiproc_dir``, or ``{}`` when ``CONVOI_METRICS_PORT`` is unset.
 
@@ -98,7 +107,7 @@ def metrics_server_options(settings: MetricsSettings | None = None) -> dict[str,
     if folder is None:
         folder = Path(tempfile.mkdtemp(prefix="convoi-metrics-"))
     enable_multiprocess(folder)
-    return {"prometheus_port": settings.port, "prometheus_multiproc_dir": str(folder)}
+    return MetricsServerOptions(prometheus_port=settings.port, prometheus_multiproc_dir=str(folder))
 
 
 def enable_multiprocess(folder: Path) -> None:

@@ -1,97 +1,84 @@
-"""Outbound phone calls in a job: ring the customer, pre-render the greeting, map dial outcomes.
+"""Outbound phone calls in a job: ring the customer while the greeting renders, return the answer
+or the dial outcome.
 
-The SIP leg itself lives in :mod:`convoi.telephony`; this module is the job's side of it: report
-``ringing``, start synthesising the greeting while the phone rings, dial with the dialer for
-``CONVOI_DIAL_MODE``, and on a failure report the outcome (busy, no answer, failed) and end the job.
+The SIP leg itself lives in :mod:`convoi.telephony`; this module is the job's side of it: dial with
+the dialer for ``CONVOI_DIAL_MODE`` and synthesise the start member's greeting while the phone
+rings, so it plays the moment the call is answered. It decides nothing about the call's end: an
+unanswered dial comes back as its :class:`~convoi.telephony.DialOutcome`, which the call ends
+with (:meth:`convoi.worker.call.Call.end`).
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
-from livekit import rtc
-from livekit.agents import JobContext
+from livekit import api, rtc
+from livekit.agents import tts
 
+from convoi.agent import presynthesize
 from convoi.callspec import ResolvedCall
-from convoi.reporting.reporter import CallReporter
-from convoi.settings import WorkerSettings
-from convoi.telephony import TrunkConfigError, dialer_for, phone_identity
-from convoi.worker.agent import presynthesize
+from convoi.telephony import Dialer, DialOutcome, TrunkConfigError, phone_identity
 from convoi.worker.log import logger
 
-__all__ = ["GREETING_GRACE_SECONDS", "dial_customer"]
+__all__ = ["GREETING_GRACE_SECONDS", "Answered", "dial_customer"]
 
 GREETING_GRACE_SECONDS = 2.0
 """How long an answered call waits for a greeting still being rendered before speaking it live."""
 
 
-def _presynthesize_greeting(
-    call: ResolvedCall, tts: Any, state: Any
-) -> asyncio.Task[list[rtc.AudioFrame]] | None:
-    """Start rendering the start member's greeting so it plays the moment the phone is answered."""
-    text = call.start_agent.greeting
-    if not text or tts is None:
-        return None
-    return asyncio.create_task(presynthesize(tts, text), name="convoi-greeting-tts")
+@dataclass(frozen=True)
+class Answered:
+    """The customer picked up."""
 
-
-async def _collect_greeting(
-    task: asyncio.Task[list[rtc.AudioFrame]] | None, state: Any, fields: dict[str, Any]
-) -> None:
-    """Take the pre-rendered greeting if it is ready (or nearly: 2 s); else it is spoken live."""
-    if task is None:
-        return
-    try:
-        frames = await asyncio.wait_for(asyncio.shield(task), timeout=GREETING_GRACE_SECONDS)
-    except TimeoutError:
-        task.cancel()
-        logger.warning("greeting not pre-rendered in time; speaking it live", extra=fields)
-        return
-    except Exception as exc:  # the live path will report provider errors properly
-        logger.warning("could not pre-render the greeting: %s", exc, extra=fields)
-        return
-    state.greeting_audio = frames
-    member = state.call.start
-    text = state.call.start_agent.greeting or ""
-    state.extra_tts_characters[member] = state.extra_tts_characters.get(member, 0) + len(text)
+    identity: str
+    """The phone participant's identity in the room."""
+    greeting_audio: list[rtc.AudioFrame] | None
+    """The start member's greeting, rendered while the phone rang (None: it is spoken live)."""
+    greeting_characters: int
+    """Characters synthesised for :attr:`greeting_audio` (billed as TTS of the start member)."""
 
 
 async def dial_customer(
-    ctx: JobContext,
+    lkapi: api.LiveKitAPI,
     call: ResolvedCall,
-    reporter: CallReporter,
-    state: Any,
-    fields: dict[str, Any],
-    agent_tts: Any = None,
-) -> str | None:
-    """Ring the customer; the SIP participant's identity once answered, else None (the call was
-    reported as busy / no_answer / failed and the job is shutting down)."""
-    settings: WorkerSettings = ctx.proc.userdata["settings"]
+    *,
+    room: str,
+    dialer: Dialer,
+    greeting_tts: tts.TTS[Any] | None,
+    log_fields: Mapping[str, Any],
+) -> Answered | DialOutcome:
+    """Ring ``call``'s customer from its phone number into ``room``: the answer, or why not."""
     spec = call.spec
-    assert spec.customer is not None and call.phone_number is not None
+    assert spec.customer is not None and call.phone_number is not None  # resolve_call checks
     limits = call.start_agent.agent.limits
     identity = phone_identity(spec.customer.number)
-    await reporter.ringing()
-    greeting = _presynthesize_greeting(call, agent_tts, state)
+    text = call.start_agent.greeting
+    greeting = (
+        asyncio.create_task(presynthesize(greeting_tts, text), name="convoi-greeting-tts")
+        if text and greeting_tts is not None
+        else None
+    )
     try:
-        result = await dialer_for(settings.dial_mode)(
-            ctx.api,
+        result = await dialer(
+            lkapi,
             phone=call.phone_number,
             to_number=spec.customer.number,
-            room=ctx.room.name,
+            room=room,
             identity=identity,
             display_name=spec.customer.name,
             ringing_timeout=float(limits.ringing_timeout_seconds),
             max_call_duration=float(limits.max_duration_seconds),
         )
     except TrunkConfigError as exc:
-        outcome = exc.outcome
+        outcome: DialOutcome = exc.outcome
     else:
         if result.answered:
-            logger.info("call answered", extra={**fields, "participant": identity})
-            await _collect_greeting(greeting, state, fields)
-            return identity
+            logger.info("call answered", extra={**log_fields, "participant": identity})
+            frames = await _collect_greeting(greeting, log_fields)
+            return Answered(identity, frames, len(text or "") if frames else 0)
         assert result.outcome is not None
         outcome = result.outcome
     if greeting is not None:
@@ -99,16 +86,26 @@ async def dial_customer(
     logger.info(
         "call not answered",
         extra={
-            **fields,
+            **log_fields,
             "status": outcome.status,
             "reason": outcome.ended_reason,
             "detail": outcome.detail,
         },
     )
-    await reporter.end(
-        outcome.ended_reason, status=outcome.status, fault=outcome.fault, detail=outcome.detail
-    )
-    state.ended_reason = outcome.ended_reason
-    ctx.delete_room()
-    ctx.shutdown(reason=outcome.ended_reason)
+    return outcome
+
+
+async def _collect_greeting(
+    task: asyncio.Task[list[rtc.AudioFrame]] | None, log_fields: Mapping[str, Any]
+) -> list[rtc.AudioFrame] | None:
+    """The pre-rendered greeting if it is ready (or nearly: 2 s); else None (spoken live)."""
+    if task is None:
+        return None
+    try:
+        return await asyncio.wait_for(asyncio.shield(task), timeout=GREETING_GRACE_SECONDS)
+    except TimeoutError:
+        task.cancel()
+        logger.warning("greeting not pre-rendered in time; speaking it live", extra=log_fields)
+    except Exception as exc:  # the live path will report provider errors properly
+        logger.warning("could not pre-render the greeting: %s", exc, extra=dict(log_fields))
     return None

@@ -1,60 +1,41 @@
-"""What a call's session produced: transcript, per-turn latency and usage, by squad member.
+"""What a call's conversation produced: transcript and per-turn latency, by squad member.
 
-:class:`SessionRecorder` listens to the AgentSession's events; the reporter reads it when the call
-ends (and for progress events).
+:class:`TranscriptRecorder` is fed the session's committed chat messages
+(``conversation_item_added``); the call reads it for its final report. Usage is counted
+separately, by :class:`convoi.reporting.usage.UsageTracker`.
 """
 
 from __future__ import annotations
 
-import dataclasses
-from typing import Any
+from collections.abc import Callable
 
-from livekit.agents import AgentSession, llm
+from livekit.agents import llm
 
-from convoi.callspec import ResolvedCall
-from convoi.reporting.events import Handoff, TranscriptEntry, TurnLatency, UsageEntry
-from convoi.reporting.usage import UsageTracker
+from convoi.reporting.events import TranscriptEntry, TurnLatency
 from convoi.worker import metrics as worker_metrics
 
-__all__ = ["SessionRecorder"]
+__all__ = ["TranscriptRecorder"]
 
 _USER_METRICS = ("transcription_delay", "end_of_turn_delay")
 _AGENT_METRICS = ("e2e_latency", "llm_node_ttft", "tts_node_ttfb")
 
 
-class SessionRecorder:
-    """Transcript, latency and usage of one call, attributed to the member speaking."""
+class TranscriptRecorder:
+    """Transcript and latency of one call, attributed to the member speaking."""
 
-    def __init__(self, session: AgentSession[Any], call: ResolvedCall) -> None:
-        self._session = session
-        self._call = call
+    def __init__(self, current_member: Callable[[], str]) -> None:
+        self._current = current_member
         self.transcript: list[TranscriptEntry] = []
+        """Spoken messages, in order."""
         self.latency: list[TurnLatency] = []
+        """One entry per agent turn that has latency metrics."""
         self._last_user_metrics: dict[str, float] = {}
-        self.usage = UsageTracker(
-            {k: m.agent for k, m in call.members.items()},
-            self.current_member,
-            stt_seconds=lambda: dict(session.userdata.stt_audio_seconds),
-            extra_tts_characters=lambda: dict(session.userdata.extra_tts_characters),
-        )
-        session.on("metrics_collected", lambda ev: self.usage.add(ev.metrics))
-        session.on("conversation_item_added", self._on_item)
 
-    def current_member(self) -> str:
-        """The member key of the agent in charge now (``agent`` for single-agent calls)."""
-        try:
-            agent = self._session.current_agent
-        except RuntimeError:
-            return self._call.start
-        return (
-            agent.id if agent is not None and agent.id in self._call.members else self._call.start
-        )
-
-    def _on_item(self, ev: Any) -> None:
-        item = ev.item
+    def record(self, item: llm.ChatItem) -> None:
+        """Record one committed chat item (only user and assistant messages count)."""
         if not isinstance(item, llm.ChatMessage) or item.role not in ("user", "assistant"):
             return
-        member = self.current_member()
+        member = self._current()
         self.transcript.append(
             TranscriptEntry(
                 role=item.role,
@@ -64,7 +45,9 @@ class SessionRecorder:
                 interrupted=bool(item.interrupted),
             )
         )
-        metrics = dict(item.metrics or {})
+        metrics: dict[str, float] = {
+            k: float(v) for k, v in dict(item.metrics or {}).items() if isinstance(v, int | float)
+        }
         if item.role == "user":
             self._last_user_metrics = {k: metrics[k] for k in _USER_METRICS if k in metrics}
             return
@@ -75,14 +58,3 @@ class SessionRecorder:
                 TurnLatency(member=member, **self._last_user_metrics, **agent_metrics)
             )
         self._last_user_metrics = {}
-
-    def usage_entries(self) -> list[UsageEntry]:
-        """Usage so far, per member and model."""
-        return self.usage.entries()
-
-    def handoffs(self) -> list[Handoff]:
-        """Handoffs between squad members so far (empty for single-agent calls)."""
-        squad = getattr(self._session.userdata, "squad", None)
-        if squad is None:
-            return []
-        return [Handoff(**dataclasses.asdict(record)) for record in squad.handoffs]

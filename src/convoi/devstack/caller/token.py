@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import warnings
 
-from convoi.tokens import join_token
+from convoi.tokens import ParticipantKind, join_token
 
 # --------------------------------------------------------------------------------------------
 # tokens
@@ -18,8 +18,8 @@ def caller_token(
     identity: str,
     name: str | None = None,
     *,
-    kind: str | None = None,
-    ttl_s: float = 3600.0,
+    kind: ParticipantKind | None = None,
+    ttl_s: int = 3600,
     attributes: dict[str, str] | None = None,
 ) -> str:
     """A JWT that lets ``identity`` join ``room`` and publish/subscribe audio and data.

@@ -29,6 +29,7 @@ Scenario (YAML or JSON; unknown keys are rejected)::
     caller:                 # final transcripts of the STT emulator, one per detected utterance
       - "Hi, I have a question about my bill."
       - "Thanks, that's all."
+    caller_repeat: false    # true: start the caller lines over once used up (else: empty finals)
     llm:                    # first matching rule answers; all conditions in `when` must hold
       - when: {last_user_contains: "billing"}        # str or list (any of), case-insensitive
         tool_call: {name: transfer_to_billing, arguments: {reason: "billing question"}}

@@ -214,8 +214,8 @@ class _TtsSocket:
     async def on_message(self, msg: dict[str, Any]) -> None:
         """Handle one client message."""
         if msg.get("close_socket"):
-            for ctx in list(self.contexts.values()):
-                await self._close_context(ctx)
+            for open_ctx in list(self.contexts.values()):
+                await self._close_context(open_ctx)
             await self.ws.close()
             return
         cid = str(msg.get("context_id") or msg.get("contextId") or "default")

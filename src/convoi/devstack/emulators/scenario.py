@@ -150,6 +150,10 @@ class Scenario(_Strict):
 
     caller: list[str] = Field(default_factory=list)
     """What the caller says, in order: the STT emulator's final transcripts."""
+    caller_repeat: bool = False
+    """Once ``caller`` is used up, start again from its first line (else transcripts are empty,
+    and an agent hears nothing). ``convoi-devstack up``'s default scenario repeats, so every call
+    made against a long-running devstack is answered."""
     llm: list[LlmRule] = Field(default_factory=list)
     """LLM rules; the first matching one answers."""
     default_reply: str = "Okay."

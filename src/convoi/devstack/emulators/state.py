@@ -68,8 +68,11 @@ class EmulatorState:
 
     def peek_caller(self) -> str | None:
         """The caller utterance the next final transcript will carry (None when exhausted)."""
-        if self._caller_cursor < len(self.scenario.caller):
-            return self.scenario.caller[self._caller_cursor]
+        lines = self.scenario.caller
+        if self._caller_cursor < len(lines):
+            return lines[self._caller_cursor]
+        if self.scenario.caller_repeat and lines:
+            return lines[self._caller_cursor % len(lines)]
         return None
 
     def take_caller(self) -> str | None:

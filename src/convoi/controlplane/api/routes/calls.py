@@ -63,11 +63,16 @@ def create_call(
     return Response(result.body, result.status_code, headers, media_type="application/json")
 
 
+_READ_ERRORS: dict[int | str, dict[str, Any]] = {
+    **{k: v for k, v in _ERRORS.items() if k in (401, 422)},
+    404: {"model": ErrorResponse, "description": "No such call on this account."},
+}
+
+
 @router.get(
     "/{id}",
     response_model=CallRead,
-    responses={k: v for k, v in _ERRORS.items() if k in (401, 422)}
-    | {404: {"model": ErrorResponse, "description": "No such call on this account."}},
+    responses=_READ_ERRORS,
     summary="Get a Call",
 )
 def read_call(id: str, principal: PrincipalDep, service: CallServiceDep) -> Any:

@@ -1,4 +1,4 @@
-"""``/internal/v1/calls/{call_id}/events``: signed call events from the worker (DESIGN §8).
+"""``/internal/v1/calls/{call_id}/events``: signed call events from the worker (docs/architecture.md §8).
 
 Answers like the reference receiver: 201 ``{"status": "stored"}``, 200 ``{"status":
 "duplicate"}``; errors use the API's error body (401 ``invalid_signature``, 422 ``invalid_event``,
@@ -35,15 +35,15 @@ def receive_event(
     result = ingest(session, [secret], request.headers, body, call_id)
     payload = result.payload
     if result.status_code == 401:
-        field = _SIGNATURE_FIELDS.get(str(payload.get("reason")), SIGNATURE_HEADER)
+        header = _SIGNATURE_FIELDS.get(str(payload.get("reason")), SIGNATURE_HEADER)
         raise AuthenticationFailed(
             f"invalid signature ({payload.get('reason')}): {payload.get('detail')}",
-            field=field,
+            field=header,
             code="invalid_signature",
         )
     if result.status_code >= 400:
         detail = payload.get("detail")
-        field = None
+        field: str | None = None
         if isinstance(detail, list) and detail:
             loc = [str(p) for p in detail[0].get("loc", [])]
             field = ".".join(loc) or None

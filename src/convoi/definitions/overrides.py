@@ -1,4 +1,9 @@
-"""Override merge: agent definition + ``agent_overrides`` → the effective agent (DESIGN §4).
+"""Override merge: agent definition + ``agent_overrides`` → the effective agent (docs/architecture.md §4).
+
+It lives with the definitions because both sides need it: a squad file's member ``overrides`` are
+validated by merging them when the definitions are loaded (:mod:`convoi.definitions.loader`), and
+a call's ``agent_overrides`` are merged when the call is resolved (:mod:`convoi.callspec`). It
+imports only the definition models and :mod:`convoi.validation`.
 
 Rules, each with its own test in ``tests/test_overrides.py``:
 
@@ -29,7 +34,7 @@ from convoi.validation import Issue, issues_from
 
 __all__ = ["OVERRIDE_KEYS", "AgentOverrides", "MergeResult", "OverrideError", "merge"]
 
-logger = logging.getLogger("convoi.overrides")
+logger = logging.getLogger("convoi.overrides")  # named for the concern (log filters use it)
 
 OVERRIDE_KEYS = ("first_message", "system_prompt", "llm", "tts", "stt", "knowledge_base_ids")
 _BLOCKS = ("llm", "tts", "stt")

@@ -1,5 +1,7 @@
 """``ControlPlaneServer``: the app on a free loopback port, in a thread (for end-to-end tests).
 
+Devstack-only: the control plane never imports it.
+
 ::
 
     settings = ControlPlaneSettings(CONVOI_DATABASE_URL=f"sqlite:///{tmp}/cp.sqlite3", ...)

@@ -1,5 +1,8 @@
 """An in-memory :class:`~convoi.controlplane.livekit.LiveKitGateway` for tests and demos.
 
+Devstack-only: the control plane never imports it; tests pass it to ``create_app(...,
+gateway=...)``.
+
 It records every room, token and dispatch, and can be told to fail the next operations::
 
     gateway = FakeLiveKitGateway()

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterable, AsyncIterator, Sequence
+from typing import TYPE_CHECKING, Any
 
 from livekit import rtc
-from livekit.agents import Agent, ModelSettings, RunContext, function_tool
+from livekit.agents import Agent, ModelSettings, RunContext, function_tool, llm, stt, tts
 from livekit.agents.llm import ChatContext
 
+from convoi.agent.controls import CallControls
 from convoi.callspec import EffectiveAgent
-from convoi.worker.log import logger
-from convoi.worker.state import CallState
+
+if TYPE_CHECKING:
+    from livekit.agents.voice.agent_session import AgentSession
 
 __all__ = ["END_CALL_DESCRIPTION", "OPENER_INSTRUCTIONS", "ConvoiAgent", "presynthesize"]
 
@@ -33,31 +35,33 @@ async def _frames(frames: list[rtc.AudioFrame]) -> AsyncIterator[rtc.AudioFrame]
         yield frame
 
 
-async def presynthesize(tts: Any, text: str) -> list[rtc.AudioFrame]:
-    """Render ``text`` with ``tts`` ahead of time (e.g. while a phone call rings)."""
+async def presynthesize(engine: tts.TTS[Any], text: str) -> list[rtc.AudioFrame]:
+    """Render ``text`` with ``engine`` ahead of time (e.g. while a phone call rings)."""
     frames: list[rtc.AudioFrame] = []
-    async with tts.synthesize(text) as stream:
+    async with engine.synthesize(text) as stream:
         async for event in stream:
             frames.append(event.frame)
     return frames
 
 
 class ConvoiAgent(Agent):
-    """One effective agent running in an AgentSession.
+    """One effective agent running in an AgentSession whose userdata is the call's
+    :class:`~convoi.agent.controls.CallControls`.
 
-    On entering the session it speaks its rendered first_message, or asks the LLM for an opener
-    when there is none. ``tools`` are added after the built-in ones; ``chat_ctx`` is the history
-    it starts with (a squad member taking over a call), empty by default.
+    On entering the session it speaks its rendered first_message (the pre-rendered audio when the
+    call has it), or asks the LLM for an opener when there is none. ``tools`` are added after the
+    built-in ones; ``chat_ctx`` is the history it starts with (a squad member taking over a call),
+    empty by default.
     """
 
     def __init__(
         self,
         effective: EffectiveAgent,
         *,
-        stt: Any = None,
-        llm: Any = None,
-        tts: Any = None,
-        tools: list[Any] | None = None,
+        stt: stt.STT[Any] | None = None,
+        llm: llm.LLM[Any] | None = None,
+        tts: tts.TTS[Any] | None = None,
+        tools: Sequence[llm.Tool] | None = None,
         chat_ctx: ChatContext | None = None,
     ) -> None:
         built_in = (
@@ -76,37 +80,40 @@ class ConvoiAgent(Agent):
         )
         self.effective = effective
 
+    @property
+    def controls(self) -> CallControls:
+        """The call this agent runs in (the session's userdata)."""
+        session: AgentSession[CallControls] = self.session
+        return session.userdata
+
     async def stt_node(
         self, audio: AsyncIterable[rtc.AudioFrame], model_settings: ModelSettings
-    ) -> Any:
+    ) -> AsyncIterable[stt.SpeechEvent | str]:
         """The default STT node, counting the audio it streams (STT is billed per audio minute).
 
         The plugin's own usage metrics arrive in 5 s batches and may land after the call's final
-        report, so the count is kept here, per member, on the call state."""
-        counts = self.session.userdata.stt_audio_seconds
+        report, so the count is kept here, per member, by the call."""
+        controls = self.controls
 
         async def counted() -> AsyncIterator[rtc.AudioFrame]:
             async for frame in audio:
-                counts[self.id] = counts.get(self.id, 0.0) + frame.duration
+                controls.count_stt_audio(self.id, frame.duration)
                 yield frame
 
         async for event in Agent.default.stt_node(self, counted(), model_settings):
             yield event
 
     async def on_enter(self) -> None:
+        """Greet: the pre-rendered greeting, else the rendered first_message, else an opener."""
         greeting = self.effective.greeting
-        state = self.session.userdata
-        ready = getattr(state, "greeting_audio", None)
+        ready = self.controls.take_greeting_audio() if greeting else None
         if greeting and ready:  # synthesised while the phone rang: plays the moment it is answered
-            state.greeting_audio = None
             self.session.say(greeting, audio=_frames(ready), allow_interruptions=False)
         elif greeting:
             self.session.say(greeting, allow_interruptions=False, add_to_chat_ctx=True)
         else:
             self.session.generate_reply(instructions=OPENER_INSTRUCTIONS)
 
-    async def _end_call(self, context: RunContext[CallState]) -> None:
-        logger.info("agent ended the call", extra={"agent": self.effective.key})
-        context.userdata.ended_reason = "agent_hangup"
+    async def _end_call(self, context: RunContext[CallControls]) -> None:
         await context.wait_for_playout()
-        context.session.shutdown(drain=True)
+        context.userdata.hang_up()

@@ -2,15 +2,19 @@
 
 livekit-sip cannot be built on the development machine, so no ``CreateSIPParticipant`` can
 succeed there. With the worker setting ``CONVOI_DIAL_MODE=participant`` the worker calls
-:func:`dial_participant_stand_in` instead of :func:`~convoi.telephony.dialer.dial`: nothing is
+:func:`dial_participant_stand_in` instead of :func:`convoi.telephony.dial`: nothing is
 dialled; it waits up to ``ringing_timeout`` for a participant with identity
-``phone-<E.164 digits>`` (e.g. ``phone-15550000002``, see
-:func:`~convoi.telephony.trunk.phone_identity`) to join ``room`` and treats that join as the
-answer. The end-to-end tests' simulated caller joins under that identity. Nobody joining gives
-the same ``no_answer`` outcome a ring timeout gives.
+``phone-<E.164 digits>`` (e.g. ``phone-15550000002``, see :func:`convoi.telephony.phone_identity`)
+to join ``room`` and treats that join as the answer. The end-to-end tests' simulated caller joins
+under that identity. Nobody joining gives the same ``no_answer`` outcome a ring timeout gives.
 
 It polls ``RoomService.ListParticipants`` every :data:`POLL_INTERVAL` seconds (a room that does
 not exist yet counts as empty). Never use it in production: it places no call.
+
+Production code does not import this module. :mod:`convoi.telephony` knows only the ``sip``
+dialer; the process that wants the participant mode calls :func:`register` once (in every process
+that dials), after which ``convoi.telephony.dialer_for("participant")`` returns
+:func:`dial_participant_stand_in`.
 """
 
 from __future__ import annotations
@@ -24,12 +28,12 @@ from livekit import api
 from livekit.protocol.models import ParticipantInfo
 
 from convoi.definitions.models import PhoneNumber
-from convoi.telephony.dialer import DialResult
-from convoi.telephony.outcomes import DialOutcome, dial_outcome
-from convoi.telephony.trunk import phone_identity
+from convoi.telephony import DialOutcome, DialResult, dial_outcome, phone_identity, register_dialer
 
-__all__ = ["POLL_INTERVAL", "dial_participant_stand_in"]
+__all__ = ["DIAL_MODE", "POLL_INTERVAL", "dial_participant_stand_in", "register"]
 
+DIAL_MODE: Final[str] = "participant"
+"""The ``CONVOI_DIAL_MODE`` value this module serves."""
 POLL_INTERVAL: Final[float] = 0.2
 _REQUEST_TIMEOUT: Final[float] = 5.0
 
@@ -101,3 +105,9 @@ def _not_answered(identity: str, outcome: DialOutcome) -> DialResult:
         sip_call_id=None,
         answered_at=None,
     )
+
+
+def register() -> None:
+    """Make :data:`DIAL_MODE` (``participant``) a dial mode: ``dialer_for("participant")`` returns
+    :func:`dial_participant_stand_in` from now on, in this process. Calling it again is harmless."""
+    register_dialer(DIAL_MODE, dial_participant_stand_in)

@@ -1,0 +1,20 @@
+"""The per-call voice agent, below both the worker and the squads.
+
+- :class:`ConvoiAgent`: one effective agent in an AgentSession (instructions, its own STT, LLM and
+  TTS, the greeting on entering, the built-in ``end_call`` tool, STT audio counted for billing);
+- :class:`CallControls`: what the agent asks of the call that owns it (the session's userdata);
+  :class:`DetachedControls` for sessions without a call;
+- :func:`presynthesize`: render a text ahead of time (the greeting while a phone rings).
+"""
+
+from convoi.agent.agent import END_CALL_DESCRIPTION, OPENER_INSTRUCTIONS, ConvoiAgent, presynthesize
+from convoi.agent.controls import CallControls, DetachedControls
+
+__all__ = [
+    "END_CALL_DESCRIPTION",
+    "OPENER_INSTRUCTIONS",
+    "CallControls",
+    "ConvoiAgent",
+    "DetachedControls",
+    "presynthesize",
+]

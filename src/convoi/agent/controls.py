@@ -1,0 +1,60 @@
+"""What a call's agents may ask of the call that owns them.
+
+The AgentSession's ``userdata`` is a :class:`CallControls`: the agents running in the session count
+the caller audio they stream (STT is billed on it), take the greeting audio rendered while a phone
+rang, and ask for the call to be hung up. They never end the call, report it or shut the job down
+themselves: the call object (:class:`convoi.worker.call.Call`) does, once.
+
+:class:`DetachedControls` is a stand-alone implementation for sessions that run without a call
+(text-mode tests, tools): it records what was asked, and a hang-up closes its session.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from livekit import rtc
+from livekit.agents import AgentSession
+
+__all__ = ["CallControls", "DetachedControls"]
+
+
+class CallControls(Protocol):
+    """The call as its agents see it (``session.userdata``)."""
+
+    def count_stt_audio(self, member: str, seconds: float) -> None:
+        """``seconds`` more caller audio were streamed to ``member``'s recogniser."""
+
+    def take_greeting_audio(self) -> list[rtc.AudioFrame] | None:
+        """The start member's pre-rendered greeting, once (None when there is none)."""
+
+    def hang_up(self) -> None:
+        """The agent ends the call (``agent_hangup``), after what it is saying now."""
+
+
+@dataclass
+class DetachedControls:
+    """Controls of a session that runs without a call: records what was asked; a hang-up
+    closes :attr:`session` (drained) when it is set."""
+
+    stt_audio_seconds: dict[str, float] = field(default_factory=dict)
+    greeting_audio: list[rtc.AudioFrame] | None = None
+    hung_up: bool = False
+    """True once an agent asked to hang up."""
+    session: AgentSession[Any] | None = None
+
+    def count_stt_audio(self, member: str, seconds: float) -> None:
+        """Add ``seconds`` to ``member``'s count."""
+        self.stt_audio_seconds[member] = self.stt_audio_seconds.get(member, 0.0) + seconds
+
+    def take_greeting_audio(self) -> list[rtc.AudioFrame] | None:
+        """The greeting audio, once."""
+        frames, self.greeting_audio = self.greeting_audio, None
+        return frames
+
+    def hang_up(self) -> None:
+        """Record the hang-up and close the session after what is being said."""
+        self.hung_up = True
+        if self.session is not None:
+            self.session.shutdown(drain=True)

@@ -1,0 +1,513 @@
+"""One call, one owner: :class:`Call` conducts a dispatched call and ends it exactly once.
+
+A job's call goes: read the CallSpec → resolve it against the definitions and build the session →
+connect → ring the customer (phone) or wait for the browser (web) → converse → end. Whatever ends
+it — the caller leaving, the agent's ``end_call`` tool, a dial outcome, the participant never
+joining, an invalid CallSpec, a provider error, the job shutting down — goes through
+:meth:`Call.end`. The first reason wins (like ``AgentSession._close_soon``); the end runs once:
+
+1. close the session (drained when the agent hung up, so its goodbye is heard);
+2. record the terminal transition in the lifecycle (:class:`~convoi.lifecycle.CallLifecycle`,
+   held by the reporter, the only holder of status and ended_reason) and commit ``call.status``
+   and ``call.ended`` (transcript, handoffs, usage, cost, latency) to the outbox;
+3. log ``call ended`` (no transcript: customer speech stays out of operational logs);
+4. flush delivery for a few seconds (the rest stays in the outbox for the worker to send);
+5. delete the room when our side ended the call, and shut the job down.
+
+The session's agents reach the call through :class:`~convoi.agent.CallControls` (the session's
+userdata): they count STT audio, take the pre-rendered greeting and ask to hang up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from livekit import api, rtc
+from livekit.agents import AgentSession, room_io, tts
+from livekit.agents.voice.events import AgentStateChangedEvent, CloseEvent, CloseReason
+from pydantic import TypeAdapter
+
+from convoi.agent import CallControls, ConvoiAgent
+from convoi.callspec import CallSpecError, ResolvedCall, resolve_call
+from convoi.definitions.ids import CallId
+from convoi.lifecycle import EndedReason, Fault, TerminalStatus
+from convoi.pipeline.factory import PipelineError, build_pipeline
+from convoi.reporting.channel import ReportingChannel
+from convoi.reporting.events import CallEvent
+from convoi.reporting.reporter import CallReporter, ReportingError
+from convoi.reporting.usage import UsageTracker
+from convoi.squads import SquadRuntime
+from convoi.telephony import DialOutcome
+from convoi.worker import metrics
+from convoi.worker.config import JobResources
+from convoi.worker.log import logger
+from convoi.worker.phone import dial_customer
+from convoi.worker.recording import TranscriptRecorder
+from convoi.worker.session import BuiltSession, PipelineFactory, build_session
+
+__all__ = [
+    "PARTICIPANT_JOIN_TIMEOUT",
+    "SESSION_CLOSE_TIMEOUT",
+    "Call",
+    "JobHandle",
+    "SessionStarter",
+    "close_reason_to_ended_reason",
+]
+
+PARTICIPANT_JOIN_TIMEOUT = 120.0
+"""Seconds a web call waits for its browser participant before ending ``participant_never_joined``."""
+SESSION_CLOSE_TIMEOUT = 30.0
+"""Bound on closing the session at the end of a call (a drained goodbye included)."""
+DELIVERY_FLUSH_TIMEOUT = 10.0
+"""Seconds the end of a call waits for its events to be delivered (the rest stays in the outbox)."""
+
+_CALL_ID = TypeAdapter(CallId)
+
+
+class JobHandle(Protocol):
+    """What a call uses of livekit's ``JobContext`` (unit tests pass a fake)."""
+
+    @property
+    def api(self) -> api.LiveKitAPI: ...
+
+    @property
+    def room(self) -> rtc.Room: ...
+
+    log_context_fields: dict[str, Any]
+    """Fields livekit-agents adds to every log record of the job process."""
+
+    def is_fake_job(self) -> bool: ...
+
+    async def connect(self) -> None: ...
+
+    async def wait_for_participant(
+        self, *, identity: str | None = None, kind: list[rtc.ParticipantKind.ValueType]
+    ) -> rtc.RemoteParticipant: ...
+
+    def delete_room(self, room_name: str | None = None) -> asyncio.Future[Any]: ...
+
+    def shutdown(self, reason: str = "user requested") -> None: ...
+
+    def add_shutdown_callback(
+        self, callback: Callable[[str], Coroutine[None, None, None]]
+    ) -> None: ...
+
+
+SessionStarter = Callable[[AgentSession[CallControls], ConvoiAgent, str | None], Awaitable[None]]
+"""Starts the call's session with the caller (their participant identity; None in console mode).
+The worker's starts it in the job's room; unit tests start it in text mode."""
+
+
+@dataclass(frozen=True)
+class _EndRequest:
+    reason: EndedReason
+    status: TerminalStatus | None
+    fault: Fault | None
+    detail: str | None
+    at: float | None
+    drain: bool
+
+
+def close_reason_to_ended_reason(event: CloseEvent) -> EndedReason:
+    """Why a call ends when its session closed without the call asking it to."""
+    if event.reason == CloseReason.PARTICIPANT_DISCONNECTED:
+        return "customer_hangup"
+    if event.reason == CloseReason.ERROR:
+        return "provider_error" if event.error is not None else "worker_error"
+    if event.reason == CloseReason.JOB_SHUTDOWN:
+        return "worker_shutdown"
+    return "agent_hangup"  # user_initiated / task_completed: the agent side closed it
+
+
+class Call(CallControls):
+    """A dispatched call, from its CallSpec to its ``call.ended`` event.
+
+    ``metadata`` is the dispatch metadata (CallSpec JSON). Use :meth:`run` once; :meth:`end`
+    (or :meth:`end_soon` from synchronous code) from anywhere, any number of times.
+    """
+
+    def __init__(
+        self,
+        job: JobHandle,
+        metadata: str,
+        resources: JobResources,
+        *,
+        log_fields: dict[str, Any] | None = None,
+        pipeline_factory: PipelineFactory = build_pipeline,
+        start_session: SessionStarter | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._job = job
+        self._start = start_session or self._start_in_room
+        self._metadata = metadata
+        self._resources = resources
+        self._pipeline_factory = pipeline_factory
+        self._clock = clock
+        self._peek = _peek(metadata)
+        self.call_id = _valid_call_id(self._peek.get("call_id"))
+        """The CallSpec's call id (None when it has no valid one: such a call cannot be reported)."""
+        self.log_fields: dict[str, Any] = {**(log_fields or {}), "call_id": self.call_id}
+        """job_id, room and call_id: on every log line of the job from here on."""
+        job.log_context_fields = self.log_fields
+        self._channel = ReportingChannel(resources.config.delivery)
+        self.resolved: ResolvedCall | None = None
+        self._built: BuiltSession | None = None
+        self._usage: UsageTracker | None = None
+        self._recorder: TranscriptRecorder | None = None
+        self._greeting_audio: list[rtc.AudioFrame] | None = None
+        self._caller: str | None = None
+        self._caller_left_at: float | None = None
+        self._session_started = False
+        self._session_closed = asyncio.Event()
+        self._greeted = False
+        self._ending: asyncio.Task[CallEvent | None] | None = None
+        self.reporter: CallReporter | None = None
+        """Reports the lifecycle (None for a call without a valid call_id)."""
+        if self.call_id is not None:
+            metadata_field = self._peek.get("metadata")
+            self.reporter = CallReporter(
+                self.call_id,
+                phone=self._peek.get("type") == "outbound_phone",
+                store=self._channel.outbox,
+                prices=resources.definitions.prices,
+                metadata=metadata_field if isinstance(metadata_field, dict) else None,
+                usage=lambda: self._usage.entries() if self._usage is not None else [],
+                clock=clock,
+                on_event=self._on_event,
+            )
+
+    # -- the call's life -------------------------------------------------------------------
+
+    @property
+    def ended(self) -> bool:
+        """True once the call's end has been decided (it may still be being reported)."""
+        return self._ending is not None
+
+    async def run(self) -> None:
+        """Conduct the call until its session is running (or the call has ended).
+
+        Never raises for a problem of the call itself: an invalid CallSpec, a provider
+        configuration problem or an unexpected error ends the call (``failed``) instead."""
+        self._job.add_shutdown_callback(self._on_job_shutdown)
+        self._channel.start()
+        try:
+            if self.reporter is not None:
+                await self.reporter.initiated()
+            try:
+                self.resolved = resolve_call(self._metadata, self._resources.definitions)
+                self._built = build_session(
+                    self.resolved,
+                    self._resources.config.settings,
+                    vad=self._resources.vad,
+                    controls=self,
+                    pipeline_factory=self._pipeline_factory,
+                )
+            except (CallSpecError, PipelineError) as exc:
+                await self._reject(exc)
+                return
+            self._attach(self.resolved, self._built)
+            await self._converse(self.resolved, self._built)
+        except Exception as exc:
+            logger.exception("call failed", extra=self.log_fields)
+            await self.end("worker_error", detail=f"{type(exc).__name__} in the worker")
+
+    async def _converse(self, call: ResolvedCall, built: BuiltSession) -> None:
+        """Connect, reach the caller, then hand the conversation to the session."""
+        if self._job.is_fake_job():  # console: the terminal is the caller
+            await self._start_session(built, None)
+            return
+        await self._job.connect()
+        logger.info(
+            "call accepted",
+            extra={
+                **self.log_fields,
+                "type": call.spec.type,
+                "agent": call.start_agent.agent.id,
+                "squad": call.squad.id if call.squad else None,
+            },
+        )
+        if call.spec.type == "outbound_phone":
+            identity = await self._dial(call, built)
+        else:
+            identity = await self._wait_for_web_participant()
+        if identity is not None and not self.ended:
+            await self._start_session(built, identity)
+
+    async def _dial(self, call: ResolvedCall, built: BuiltSession) -> str | None:
+        """Ring the customer: their participant identity once answered, else None (ended)."""
+        assert self.reporter is not None  # a resolved call has a valid call_id
+        await self.reporter.ringing()
+        result = await dial_customer(
+            self._job.api,
+            call,
+            room=self._job.room.name,
+            dialer=self._resources.config.dialer,
+            greeting_tts=built.agent.tts if isinstance(built.agent.tts, tts.TTS) else None,
+            log_fields=self.log_fields,
+        )
+        if isinstance(result, DialOutcome):
+            await self.end(
+                result.ended_reason, status=result.status, fault=result.fault, detail=result.detail
+            )
+            return None
+        self._greeting_audio = result.greeting_audio
+        if result.greeting_characters and self._usage is not None:
+            self._usage.add_tts_characters(call.start, result.greeting_characters)
+        return result.identity
+
+    async def _wait_for_web_participant(self) -> str | None:
+        """The browser participant's identity, or None (ended) if it never joins."""
+        try:
+            participant = await asyncio.wait_for(
+                self._job.wait_for_participant(
+                    kind=[rtc.ParticipantKind.PARTICIPANT_KIND_STANDARD]
+                ),
+                timeout=PARTICIPANT_JOIN_TIMEOUT,
+            )
+        except TimeoutError:
+            logger.warning("participant never joined", extra=self.log_fields)
+            await self.end("participant_never_joined")
+            return None
+        return participant.identity
+
+    async def _start_session(self, built: BuiltSession, identity: str | None) -> None:
+        """The call is active: start the AgentSession with the caller (None: console)."""
+        assert self.reporter is not None
+        self._caller = identity
+        await self.reporter.active(self._resources.config.delivery.progress_interval)
+        metrics.call_started()
+        self._session_started = True
+        self._job.room.on("participant_disconnected", self._on_participant_left)
+        try:
+            await self._start(built.session, built.agent, identity)
+        except BaseException:
+            self._session_started = False  # nothing to close
+            raise
+
+    async def _start_in_room(
+        self, session: AgentSession[CallControls], agent: ConvoiAgent, identity: str | None
+    ) -> None:
+        if identity is None:  # console: livekit's console IO
+            await session.start(agent=agent, room=self._job.room)
+            return
+        await session.start(
+            agent=agent,
+            room=self._job.room,
+            room_options=room_io.RoomOptions(
+                participant_identity=identity, close_on_disconnect=True
+            ),
+        )
+
+    async def _reject(self, exc: CallSpecError | PipelineError) -> None:
+        """End a call that cannot run, with the field and problem a human can act on."""
+        reason: EndedReason
+        if isinstance(exc, CallSpecError):
+            reason, where, problem = "invalid_request", exc.field, exc.problem
+            message = "call rejected: invalid CallSpec"
+        else:
+            reason, where, problem = "provider_error", None, str(exc)
+            message = "call rejected: provider configuration"
+        logger.error(
+            message,
+            extra={
+                **self.log_fields,
+                "status": "failed",
+                "reason": reason,
+                "field": where,
+                "problem": problem,
+            },
+        )
+        await self.end(reason, detail=f"{where}: {problem}" if where else problem)
+
+    # -- the end ---------------------------------------------------------------------------
+
+    def end_soon(
+        self,
+        reason: EndedReason,
+        *,
+        status: TerminalStatus | None = None,
+        fault: Fault | None = None,
+        detail: str | None = None,
+        at: float | None = None,
+        drain: bool = False,
+    ) -> asyncio.Task[CallEvent | None]:
+        """Decide that the call ends for ``reason`` (unless it already is ending) and return the
+        task that ends it. ``status``/``fault`` override the reason's classification; ``at`` is
+        when it really ended if earlier than now; ``drain`` lets the agent finish speaking."""
+        if self._ending is None:
+            request = _EndRequest(reason, status, fault, detail, at, drain)
+            self._ending = asyncio.create_task(self._end(request), name="convoi-call-end")
+        return self._ending
+
+    async def end(
+        self,
+        reason: EndedReason,
+        *,
+        status: TerminalStatus | None = None,
+        fault: Fault | None = None,
+        detail: str | None = None,
+        at: float | None = None,
+        drain: bool = False,
+    ) -> CallEvent | None:
+        """End the call (see :meth:`end_soon`) and wait until it is reported and shut down.
+
+        The result is the ``call.ended`` event (None when the call could not be reported), the
+        same for every caller whichever reason won."""
+        task = self.end_soon(reason, status=status, fault=fault, detail=detail, at=at, drain=drain)
+        return await asyncio.shield(task)
+
+    async def _end(self, request: _EndRequest) -> CallEvent | None:
+        await self._close_session(drain=request.drain)
+        event = await self._report_end(request)
+        with contextlib.suppress(Exception):  # best effort: the outbox keeps what is not sent
+            await self._channel.aclose(timeout=DELIVERY_FLUSH_TIMEOUT)
+        if request.reason != "customer_hangup" and not self._job.is_fake_job():
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._job.delete_room(), timeout=DELIVERY_FLUSH_TIMEOUT)
+        self._job.shutdown(reason=request.reason)
+        return event
+
+    async def _close_session(self, *, drain: bool) -> None:
+        if self._built is None or not self._session_started or self._session_closed.is_set():
+            return
+        self._built.session.shutdown(drain=drain)
+        try:
+            await asyncio.wait_for(self._session_closed.wait(), timeout=SESSION_CLOSE_TIMEOUT)
+        except TimeoutError:
+            logger.warning(
+                "the session did not close in time; ending anyway", extra=self.log_fields
+            )
+
+    async def _report_end(self, request: _EndRequest) -> CallEvent | None:
+        if self.reporter is None:
+            logger.error(
+                "cannot report this call: its CallSpec has no valid call_id", extra=self.log_fields
+            )
+            return None
+        life = self.reporter.lifecycle
+        status = request.status
+        if request.reason == "worker_shutdown" and life.status in ("initiated", "ringing"):
+            status = "canceled"  # withdrawn before it connected
+        recorder, squad = self._recorder, self._squad
+        event: CallEvent | None = None
+        try:
+            event = await self.reporter.end(
+                request.reason,
+                status=status,
+                fault=request.fault,
+                detail=request.detail,
+                at=request.at or self._caller_left_at,
+                transcript=recorder.transcript if recorder else (),
+                latency=recorder.latency if recorder else (),
+                handoffs=squad.handoffs if squad else (),
+            )
+        except ReportingError:
+            logger.error("the end of this call could not be recorded", extra=self.log_fields)
+        logger.info(
+            "call ended",
+            extra={
+                **self.log_fields,
+                "status": life.status,
+                "reason": life.ended_reason,
+                "duration_seconds": round(life.duration_seconds(self._clock()), 3),
+                "messages": len(recorder.transcript) if recorder else 0,
+            },
+        )
+        return event
+
+    # -- wiring to the session and the room ------------------------------------------------
+
+    @property
+    def _squad(self) -> SquadRuntime | None:
+        return self._built.squad if self._built is not None else None
+
+    def current_member(self) -> str:
+        """The member key of the agent in charge now (``agent`` for single-agent calls)."""
+        if self._squad is not None:
+            return self._squad.current_member
+        return self.resolved.start if self.resolved is not None else "agent"
+
+    def _attach(self, call: ResolvedCall, built: BuiltSession) -> None:
+        self._usage = UsageTracker(
+            {key: member.agent for key, member in call.members.items()}, self.current_member
+        )
+        self._recorder = TranscriptRecorder(self.current_member)
+        session: AgentSession[CallControls] = built.session
+        usage, recorder = self._usage, self._recorder
+        session.on("metrics_collected", lambda ev: usage.add(ev.metrics))
+        session.on("conversation_item_added", lambda ev: recorder.record(ev.item))
+        session.on("agent_state_changed", self._on_agent_state)
+        session.on("close", self._on_session_close)
+
+    def _on_session_close(self, event: CloseEvent) -> None:
+        self._session_closed.set()
+        if event.error is not None:
+            logger.error(
+                "the session closed on an error: %s",
+                type(event.error).__name__,
+                extra=self.log_fields,
+            )
+        self.end_soon(close_reason_to_ended_reason(event))
+
+    def _on_participant_left(self, participant: rtc.RemoteParticipant) -> None:
+        if participant.identity == self._caller and self._caller_left_at is None:
+            self._caller_left_at = self._clock()
+
+    def _on_agent_state(self, event: AgentStateChangedEvent) -> None:
+        started = self.reporter.lifecycle.started_at if self.reporter else None
+        if event.new_state == "speaking" and started is not None and not self._greeted:
+            self._greeted = True
+            metrics.observe_greeting_latency(self._clock() - started)
+
+    def _on_event(self, event: CallEvent) -> None:
+        """After each committed event: wake the sender; count finished calls in the metrics."""
+        self._channel.on_event(event)
+        if event.type == "call.ended":
+            metrics.call_ended(
+                event.status, event.ended_reason, event.cost.amount, len(event.handoffs or [])
+            )
+
+    async def _on_job_shutdown(self, reason: str) -> None:
+        """The job is shutting down (our own end, or the worker's): the call ends first."""
+        await self.end("worker_shutdown", detail=f"job shutdown: {reason}")
+
+    # -- CallControls (what the session's agents ask) --------------------------------------
+
+    def count_stt_audio(self, member: str, seconds: float) -> None:
+        """Caller audio streamed to ``member``'s recogniser (STT is billed on it)."""
+        if self._usage is not None:
+            self._usage.add_stt_audio(member, seconds)
+
+    def take_greeting_audio(self) -> list[rtc.AudioFrame] | None:
+        """The greeting rendered while the phone rang, once."""
+        frames, self._greeting_audio = self._greeting_audio, None
+        return frames
+
+    def hang_up(self) -> None:
+        """The agent ends the call after what it is saying (``agent_hangup``)."""
+        logger.info(
+            "agent ended the call", extra={**self.log_fields, "agent": self.current_member()}
+        )
+        self.end_soon("agent_hangup", drain=True)
+
+
+def _peek(metadata: str) -> dict[str, Any]:
+    """Best-effort top-level fields of a CallSpec, even an invalid one (to report on it)."""
+    try:
+        data = json.loads(metadata)
+    except (ValueError, RecursionError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _valid_call_id(value: object) -> str | None:
+    try:
+        return _CALL_ID.validate_python(value) if isinstance(value, str) else None
+    except ValueError:
+        return None

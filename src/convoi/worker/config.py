@@ -1,0 +1,89 @@
+"""The worker's configuration and the resources each job process loads once.
+
+:class:`WorkerConfig` is built once, in the worker's main process, from the environment, and passed
+explicitly: to :func:`convoi.worker.server.build_server`, which hands it to every job process's
+:func:`~convoi.worker.entrypoint.prewarm`. There it becomes :class:`JobResources` (the definitions
+and silero's VAD, loaded once per process), which every call of that process uses.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from livekit.agents import JobProcess, vad
+from livekit.plugins import silero  # plugins register on import, which must be the main thread
+
+from convoi.definitions.loader import load_definitions
+from convoi.definitions.models import Definitions
+from convoi.reporting.delivery import DeliverySettings
+from convoi.settings import WorkerSettings
+from convoi.telephony import Dialer, dialer_for
+from convoi.worker.metrics import MetricsSettings
+
+__all__ = ["JobResources", "WorkerConfig"]
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    """Everything the worker reads from its environment, in one object."""
+
+    settings: WorkerSettings
+    """LiveKit, providers, dispatch name, definitions folder, dial mode."""
+    delivery: DeliverySettings
+    """Where call events go (outbox file, control plane URL and secret, progress interval)."""
+    metrics: MetricsSettings
+    """Where the Prometheus endpoint is served."""
+    dialer: Dialer
+    """How outbound calls are dialled: the dialer registered for ``CONVOI_DIAL_MODE``."""
+
+    @classmethod
+    def from_env(cls) -> WorkerConfig:
+        """Read every setting from the environment (and ``.env``).
+
+        Raises :class:`ValueError` when ``CONVOI_DIAL_MODE`` names a dialer nobody registered
+        (``participant`` exists only under ``convoi-devstack worker``)."""
+        settings = WorkerSettings()
+        return cls(
+            settings=settings,
+            delivery=DeliverySettings(),
+            metrics=MetricsSettings(),
+            dialer=dialer_for(settings.dial_mode),
+        )
+
+
+@dataclass(frozen=True)
+class JobResources:
+    """What a job process loads once and every call in it uses."""
+
+    config: WorkerConfig
+    definitions: Definitions
+    """Agents, squads, phone numbers, knowledge bases and prices."""
+    vad: vad.VAD | None
+    """silero's VAD (None: turn detection off, text-mode tests)."""
+
+    @classmethod
+    def load(cls, config: WorkerConfig, *, with_vad: bool = True) -> JobResources:
+        """Load the definitions and (unless ``with_vad`` is False) silero's VAD."""
+        vad_model: vad.VAD | None = None
+        if with_vad:
+            vad_model = silero.VAD.load()
+        return cls(
+            config=config,
+            definitions=load_definitions(config.settings.config_dir).definitions,
+            vad=vad_model,
+        )
+
+    def install(self, proc: JobProcess) -> None:
+        """Keep these resources for the calls of ``proc`` (livekit's per-process slot)."""
+        proc.userdata[_SLOT] = self
+
+    @classmethod
+    def of(cls, proc: JobProcess) -> JobResources | None:
+        """The resources :meth:`install` kept for ``proc``, if any."""
+        found = proc.userdata.get(_SLOT)
+        return found if isinstance(found, cls) else None
+
+
+_SLOT = "convoi.resources"
+"""livekit-agents gives a job process one untyped dict (``JobProcess.userdata``); the typed
+:class:`JobResources` is the only thing kept in it."""
