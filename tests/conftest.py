@@ -12,6 +12,7 @@ from convoi.definitions.loader import load_definitions
 from convoi.definitions.models import Definitions
 from convoi.devstack.harness import EmulatorsProcess, ReceiverProcess, WorkerProcess
 from convoi.devstack.livekit_server import LiveKitServer
+from convoi.devstack.sip_stack import SipStack
 from tests.helpers import AGENTS_CONFIG
 from tests.unit_guard import UNIT_ONLY_ENV, guard
 
@@ -40,7 +41,7 @@ def _fail_on_refused_server() -> Iterator[None]:
         pytest.fail("\n".join(_violations[before:]), pytrace=False)
 
 
-SERVER_FIXTURES = frozenset({"livekit_server", "emulators", "receiver", "worker"})
+SERVER_FIXTURES = frozenset({"livekit_server", "sip_stack", "emulators", "receiver", "worker"})
 """The fixtures below that start (or reuse) a server: a test using one must be marked."""
 
 
@@ -86,6 +87,19 @@ def livekit_server() -> Iterator[LiveKitServer]:
     _refuse_in_unit_mode("a livekit-server")
     with LiveKitServer() as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def sip_stack(artifacts_dir: Path) -> Iterator[SipStack]:
+    """The real SIP bridge for the session: Redis + livekit-server (ws://127.0.0.1:7900) +
+    livekit-sip (SIP 127.0.0.1:5070, RTP 20000-20100), logs in ``artifacts/sip-stack/``.
+
+    Builds livekit-sip on first use (minutes; cached). Never reuses: a port in use fails clearly.
+    Outbound trunks point at the callee (SIPp), not at ``sip_stack.sip_address``.
+    """
+    _refuse_in_unit_mode("the SIP stack (Redis, livekit-server, livekit-sip)")
+    with SipStack(workdir=artifacts_dir / "sip-stack") as stack:
+        yield stack
 
 
 E2E_EVENTS_SECRET = "e2e-events-secret-0123456789abcdef"

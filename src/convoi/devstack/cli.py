@@ -1,12 +1,16 @@
 """``convoi-devstack``: install, start, inspect and stop the loopback devstack.
 
-    convoi-devstack install [--force] [TOOL ...]
-    convoi-devstack up [--no-emulators] [--scenario FILE] [--port 7880] ...   # `export K=V` lines
+    convoi-devstack install [--force] [TOOL ...]          # livekit-server lk; livekit-sip when named
+    convoi-devstack up [--sip] [--no-emulators] [--scenario FILE] [--port 7880] ...  # `export K=V`
     convoi-devstack env | status | down
-    convoi-devstack logs [livekit-server|emulators] [-n 50] [-f]
+    convoi-devstack logs [livekit-server|livekit-sip|redis|emulators] [-n 50] [-f]
     convoi-devstack worker start|dev|console …              # convoi-worker + the phone stand-in
 
 The emulators follow ``scenarios/demo_web.yaml`` unless ``--scenario`` names another script.
+``up --sip`` adds the real SIP bridge (:mod:`convoi.devstack.sip_stack`): Redis on 6390,
+livekit-server wired to it, livekit-sip on SIP 5060 (RTP 10000-10100, health 7885), and the
+worker env dials over SIP (``CONVOI_DIAL_MODE=sip``). The phone numbers' trunks
+(``agents_config/phone_numbers.yaml``) point at the callee, SIPp on 127.0.0.1:5080.
 Progress goes to stderr, the worker environment to stdout, so
 ``eval "$(convoi-devstack up)"`` works. Processes started by ``up`` run in their own session and
 survive the CLI; ``down`` stops only what ``up`` recorded in ``.devstack/state.json``.
@@ -16,20 +20,27 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import os
+import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import yaml
+
 from convoi.devstack import install
 from convoi.devstack.install import DevstackError
 from convoi.devstack.livekit_server import LiveKitServer, ServerConfig
+from convoi.devstack.sip_stack import DEVSTACK_PORTS, SipPorts, SipStack
 from convoi.devstack.state import Component, State, port_open, state_dir, stop_process, wait_until
 
 __all__ = ["main"]
 
 SERVER = "livekit-server"
 EMULATORS = "emulators"
+REDIS = "redis"
+BRIDGE = "livekit-sip"
 EMULATORS_MODULE = "convoi.devstack.emulators"
 DEFAULT_SCENARIO = Path(__file__).parent / "scenarios" / "demo_web.yaml"
 """What ``up`` loads into the emulators unless ``--scenario`` says otherwise: the demo's billing
@@ -40,15 +51,19 @@ def _say(msg: str) -> None:
     print(f"[devstack] {msg}", file=sys.stderr, flush=True)
 
 
-def _worker_env(cfg: ServerConfig, emulator_port: int | None) -> dict[str, str]:
+def _worker_env(
+    cfg: ServerConfig, emulator_port: int | None, sip: SipStack | None = None
+) -> dict[str, str]:
     env = {
         "LIVEKIT_URL": cfg.url,
         "LIVEKIT_API_KEY": cfg.api_key,
         "LIVEKIT_API_SECRET": cfg.api_secret,
-        # no livekit-sip here: the "phone" of an outbound call is a participant phone-<digits>
+        # without livekit-sip the "phone" of an outbound call is a participant phone-<digits>
         "CONVOI_DIAL_MODE": "participant",
         "CONVOI_LOAD_THRESHOLD": "inf",
     }
+    if sip is not None:
+        env |= sip.worker_env()
     if emulator_port is not None:
         base = f"http://127.0.0.1:{emulator_port}"
         env |= {
@@ -170,8 +185,98 @@ def _start_emulators(port: int, timeout: float, scenario: Path | None) -> Compon
     )
 
 
+def _sip_components(stack: SipStack) -> dict[str, Component]:
+    """State records of a started (detached) :class:`SipStack`."""
+    redis, server, bridge = stack.redis, stack.server, stack.bridge
+    cfg = stack.server_config
+    return {
+        REDIS: Component(
+            name=REDIS,
+            pid=redis.pid,
+            owned=True,
+            cmd=redis.command(),
+            log=str(redis.log_path),
+            ports={"redis": redis.port},
+            urls={"redis": f"redis://{redis.address}"},
+        ),
+        SERVER: Component(
+            name=SERVER,
+            pid=server.pid,
+            owned=True,
+            cmd=server.command(),
+            log=str(server.log_path),
+            ports={"http": cfg.port, "rtc_tcp": cfg.rtc_tcp_port, "rtc_udp": cfg.rtc_udp_port},
+            urls={"ws": cfg.url, "http": cfg.http_url},
+            health_url=cfg.http_url + "/",
+        ),
+        BRIDGE: Component(
+            name=BRIDGE,
+            pid=bridge.pid,
+            owned=True,
+            cmd=bridge.command(),
+            log=str(bridge.log_path),
+            ports={"sip": stack.ports.sip, **({"health": h} if (h := stack.ports.health) else {})},
+            urls={"sip": f"sip:{stack.sip_address}"},
+            health_url=bridge.health_url,
+            stop_signal="SIGINT",
+        ),
+    }
+
+
+def trunk_addresses(config_dir: Path | None = None) -> list[str]:
+    """The distinct ``sip.address`` of the phone numbers in ``config_dir`` (``$CONVOI_CONFIG_DIR``
+    or ``agents_config``): where outbound calls go, i.e. where the SIPp callee must listen."""
+    folder = config_dir or Path(
+        os.environ.get("CONVOI_CONFIG_DIR") or install.repo_root() / "agents_config"
+    )
+    try:
+        data = yaml.safe_load((folder / "phone_numbers.yaml").read_text()) or {}
+    except (OSError, yaml.YAMLError):
+        return []
+    found: list[str] = []
+    for phone in data.get("phone_numbers") or []:
+        address = str(((phone or {}).get("sip") or {}).get("address") or "")
+        if address and address not in found:
+            found.append(address)
+    return found
+
+
+def _start_sip_stack(args: argparse.Namespace) -> SipStack:
+    try:
+        first, last = (int(x) for x in args.rtp_ports.split("-", 1))
+    except ValueError:
+        raise DevstackError(f"--rtp-ports wants FIRST-LAST, got {args.rtp_ports!r}") from None
+    ports = SipPorts(
+        livekit=args.port,
+        rtc_tcp=args.rtc_tcp_port,
+        rtc_udp=args.rtc_udp_port,
+        sip=args.sip_port,
+        rtp=(first, last),
+        health=args.sip_health_port or None,
+        redis=args.redis_port,
+    )
+    install.ensure(BRIDGE, progress=_say)
+    stack = SipStack(ports, detach=True, timeout=args.timeout)
+    stack.start()
+    _say(f"{REDIS}: up, pid {stack.redis.pid}, {stack.redis_address}, log {stack.redis.log_path}")
+    _say(f"{SERVER}: up, pid {stack.server.pid}, {stack.url} (redis), log {stack.server.log_path}")
+    _say(
+        f"{BRIDGE}: up, pid {stack.bridge.pid}, sip {stack.sip_address}, log {stack.bridge.log_path}"
+    )
+    for address in trunk_addresses():
+        if address == stack.sip_address:
+            _say(f"warning: a phone number's trunk points at livekit-sip itself ({address})")
+        else:
+            _say(
+                f"phone numbers dial {address}: run the callee there, e.g. `sipp -sn uas "
+                f"-i {address.rsplit(':', 1)[0]} -p {address.rsplit(':', 1)[-1]} "
+                "-mi 127.0.0.1 -mp 16000 -rtp_echo`"
+            )
+    return stack
+
+
 def cmd_up(args: argparse.Namespace) -> int:
-    """Install if needed, start livekit-server (+ emulators), record state, print the env."""
+    """Install if needed, start livekit-server (+ SIP stack, + emulators), record state, print env."""
     state = State.load()
     if any(c.owned and c.running() for c in state.components.values()):
         _say("already up (run `convoi-devstack down` first to restart)")
@@ -183,15 +288,21 @@ def cmd_up(args: argparse.Namespace) -> int:
     )
     install.ensure(SERVER, progress=_say)
     state = State()
-    state.components[SERVER] = _start_server(cfg, args.timeout)
-    state.save()  # record the server before the emulators so `down` can clean up after a failure
+    stack: SipStack | None = None
+    if args.sip:
+        stack = _start_sip_stack(args)
+        cfg = stack.server_config
+        state.components.update(_sip_components(stack))
+    else:
+        state.components[SERVER] = _start_server(cfg, args.timeout)
+    state.save()  # record the servers before the emulators so `down` can clean up after a failure
     emu_port: int | None = None
     if not args.no_emulators:
         emu = _start_emulators(args.emulator_port, args.timeout, args.scenario)
         if emu is not None:
             state.components[EMULATORS] = emu
             emu_port = args.emulator_port
-    state.env = _worker_env(cfg, emu_port)
+    state.env = _worker_env(cfg, emu_port, stack)
     state.save()
     _say(f"devstack up in {time.monotonic() - started:.1f}s; state {State.path()}")
     _print_env(state.env)
@@ -204,11 +315,12 @@ def cmd_down(args: argparse.Namespace) -> int:
     if not state.components:
         _say("nothing to stop (no state file)")
         return 0
-    for c in state.components.values():
+    for c in reversed(state.components.values()):  # livekit-sip before its server and Redis
         if not c.owned:
             _say(f"{c.name}: not started by convoi-devstack, left running")
         elif c.pid is not None and c.running():
-            gone = stop_process(c.pid, timeout=args.timeout)
+            sig = signal.Signals[c.stop_signal]
+            gone = stop_process(c.pid, timeout=args.timeout, sig=sig)
             _say(f"{c.name}: {'stopped' if gone else 'could not be stopped'} (pid {c.pid})")
         else:
             _say(f"{c.name}: already down")
@@ -290,9 +402,29 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_install)
 
     s = sub.add_parser("up", help="start livekit-server (+ emulators) and print the worker env")
-    s.add_argument("--port", type=int, default=7880)
-    s.add_argument("--rtc-tcp-port", type=int, default=7881)
-    s.add_argument("--rtc-udp-port", type=int, default=7882)
+    s.add_argument("--port", type=int, default=DEVSTACK_PORTS.livekit)
+    s.add_argument("--rtc-tcp-port", type=int, default=DEVSTACK_PORTS.rtc_tcp)
+    s.add_argument("--rtc-udp-port", type=int, default=DEVSTACK_PORTS.rtc_udp)
+    s.add_argument(
+        "--sip",
+        action="store_true",
+        help="also Redis and livekit-sip (the real SIP bridge; builds it once, minutes); "
+        "the worker env then dials over SIP",
+    )
+    s.add_argument("--sip-port", type=int, default=DEVSTACK_PORTS.sip, help="livekit-sip SIP port")
+    s.add_argument(
+        "--rtp-ports",
+        default="-".join(map(str, DEVSTACK_PORTS.rtp)),
+        metavar="FIRST-LAST",
+        help="livekit-sip RTP port range",
+    )
+    s.add_argument(
+        "--sip-health-port",
+        type=int,
+        default=DEVSTACK_PORTS.health,
+        help="livekit-sip health port (0: none)",
+    )
+    s.add_argument("--redis-port", type=int, default=DEVSTACK_PORTS.redis)
     s.add_argument("--emulator-port", type=int, default=18500)
     s.add_argument("--no-emulators", action="store_true")
     s.add_argument(
@@ -321,7 +453,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="convoi-worker with CONVOI_DIAL_MODE=participant available (e.g. `worker start`)",
     )
     s = sub.add_parser("logs", help="tail a component's log")
-    s.add_argument("name", nargs="?", default=SERVER, help=f"{SERVER} (default) or {EMULATORS}")
+    s.add_argument(
+        "name",
+        nargs="?",
+        default=SERVER,
+        help=f"{SERVER} (default), {BRIDGE}, {REDIS} or {EMULATORS}",
+    )
     s.add_argument("-n", "--lines", type=int, default=50)
     s.add_argument("-f", "--follow", action="store_true")
     s.set_defaults(func=cmd_logs)

@@ -8,7 +8,8 @@ Tests use :class:`LiveKitServer` as a fixture::
 
 The config follows DEVSTACK.md: everything on 127.0.0.1, ``use_external_ip: false``,
 ``node_ip: 127.0.0.1`` and ``enable_loopback_candidate: true`` (without it nothing listens for
-media on 127.0.0.1).
+media on 127.0.0.1). With SIP (:mod:`convoi.devstack.sip_stack`) it also gets ``redis`` and
+``rtc.stun_servers`` pointing at an unused loopback port.
 """
 
 from __future__ import annotations
@@ -44,6 +45,9 @@ class ServerConfig:
     api_secret: str = "secret"
     redis_address: str | None = None  # "127.0.0.1:6379" once livekit-sip joins
     log_level: str = "info"
+    stun_servers: tuple[str, ...] = ()
+    """``rtc.stun_servers``. Empty: livekit-server hands its clients (livekit-sip among them)
+    public STUN servers; the SIP stack points them at an unused loopback port instead."""
 
     @property
     def url(self) -> str:
@@ -74,6 +78,10 @@ def render_config(cfg: ServerConfig) -> str:
         },
         "logging": {"level": cfg.log_level},
     }
+    if cfg.stun_servers:
+        rtc = data["rtc"]
+        assert isinstance(rtc, dict)
+        rtc["stun_servers"] = list(cfg.stun_servers)
     if cfg.redis_address:
         data["redis"] = {"address": cfg.redis_address}
     return yaml.safe_dump(data, sort_keys=False)

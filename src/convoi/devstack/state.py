@@ -53,6 +53,9 @@ class Component:
     urls: dict[str, str] = field(default_factory=dict)
     health_url: str | None = None
     started_at: float = field(default_factory=time.time)
+    stop_signal: str = "SIGTERM"
+    """What ``down`` sends first (livekit-sip: ``SIGINT``, which ends its calls; its SIGTERM
+    waits for every call to finish)."""
 
     def running(self) -> bool:
         """True when the recorded pid is alive and still runs the recorded command."""
@@ -129,23 +132,36 @@ def pid_alive(pid: int, expect_argv0: list[str] | None = None) -> bool:
         pass
     if expect_argv0:
         argv = _cmdline(pid)
-        if argv is not None and (not argv or Path(argv[0]).name != Path(expect_argv0[0]).name):
+        if argv is not None and not (argv and _same_program(argv[0], expect_argv0[0])):
             return False
     return True
 
 
-def stop_process(pid: int, *, timeout: float = 10.0, group: bool = True) -> bool:
-    """SIGTERM ``pid`` (its process group when ``group``), then SIGKILL after ``timeout`` s.
+def _same_program(argv0: str, expected: str) -> bool:
+    """True when ``argv0`` names the program ``expected``. Redis rewrites its title to
+    ``redis-server 127.0.0.1:6390``, so the first word counts too."""
+    want = Path(expected).name
+    return Path(argv0).name == want or Path(argv0.split(" ", 1)[0]).name == want
+
+
+def stop_process(
+    pid: int,
+    *,
+    timeout: float = 10.0,
+    group: bool = True,
+    sig: signal.Signals = signal.SIGTERM,
+) -> bool:
+    """Send ``sig`` to ``pid`` (its process group when ``group``), SIGKILL after ``timeout`` s.
 
     Returns True when the process is gone.
     """
 
-    def send(sig: signal.Signals) -> None:
+    def send(which: signal.Signals) -> None:
         try:
             if group and os.getpgid(pid) == pid:
-                os.killpg(pid, sig)
+                os.killpg(pid, which)
             else:
-                os.kill(pid, sig)
+                os.kill(pid, which)
         except ProcessLookupError:
             pass
 
@@ -156,7 +172,7 @@ def stop_process(pid: int, *, timeout: float = 10.0, group: bool = True) -> bool
 
     if not pid_alive(pid):
         return True
-    send(signal.SIGTERM)
+    send(sig)
     if wait_until(gone, timeout):
         return True
     send(signal.SIGKILL)
