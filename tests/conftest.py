@@ -127,7 +127,8 @@ def receiver(artifacts_dir: Path) -> Iterator[ReceiverProcess]:
     """The reference event receiver the e2e worker reports to."""
     _refuse_in_unit_mode("the receiver process")
     db = artifacts_dir / "receiver.sqlite3"
-    db.unlink(missing_ok=True)
+    for stale in (db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")):
+        stale.unlink(missing_ok=True)  # a WAL left by a killed run would fail the new database
     proc = ReceiverProcess(artifacts_dir / "receiver.log", db, secret=E2E_EVENTS_SECRET)
     proc.start_and_wait()
     yield proc
@@ -147,7 +148,6 @@ def worker_env(
         "LIVEKIT_API_SECRET": livekit_server.api_secret,
         "CONVOI_NUM_IDLE_PROCESSES": "1",
         "CONVOI_LOAD_THRESHOLD": "inf",  # one worker on a busy 2-core machine: never refuse
-        "CONVOI_DIAL_MODE": "participant",  # livekit-sip cannot run here: the caller is the phone
         "CONVOI_OUTBOX_PATH": str(outbox),
         "CONVOI_PROGRESS_INTERVAL": "1",
         "CONVOI_DELIVERY_BACKOFF_INITIAL": "0.2",

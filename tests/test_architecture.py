@@ -367,11 +367,7 @@ def test_lifecycle_imports_nothing_of_convoi_but_itself() -> None:
 
 
 def test_no_production_package_imports_the_devstack() -> None:
-    """Stand-ins and test harnesses live in ``convoi.devstack``; production code never sees them.
-
-    (The devstack's ``participant`` dial mode reaches the worker by registration, see
-    :func:`convoi.telephony.register_dialer`, not by an import.)
-    """
+    """Stand-ins and test harnesses live in ``convoi.devstack``; production code never sees them."""
     graph = package_graph()
     importers = {
         f"{node} ({edges['convoi.devstack']})"

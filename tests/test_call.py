@@ -297,6 +297,57 @@ async def test_caller_hangs_up_completed_with_duration_to_the_moment_they_left(
     assert job.deleted_rooms == 0  # the caller left: nothing to tear down for them
 
 
+async def test_caller_leaving_for_any_reason_ends_the_call(
+    defs: Definitions, tmp_path: Path
+) -> None:
+    """RoomIO closes the session only for some disconnect reasons (not, e.g., a participant
+    removed from the room): the call ends on its caller leaving, whatever the reason."""
+    clock = Clock()
+    _call, job, room = await running_web_call(defs, tmp_path, [], clock)
+    clock.now += 8
+    job.room.emit("participant_disconnected", FakeParticipant("browser-1"))  # session untouched
+    clock.now += 3
+    await job.finished()
+
+    final = ended(reported(tmp_path))
+    assert (final.status, final.ended_reason, final.duration_seconds) == (
+        "completed",
+        "customer_hangup",
+        8.0,
+    )
+    assert room.session is not None and not room.session._started  # the call closed it
+
+
+async def test_someone_else_leaving_the_room_does_not_end_the_call(
+    defs: Definitions, tmp_path: Path
+) -> None:
+    clock = Clock()
+    call, job, _room = await running_web_call(defs, tmp_path, [], clock)
+    job.room.emit("participant_disconnected", FakeParticipant("supervisor-7"))
+    assert not call.ended
+    await call.end("agent_hangup")
+    await job.finished()
+    assert ended(reported(tmp_path)).ended_reason == "agent_hangup"
+
+
+async def test_livekit_closing_the_session_itself_is_a_worker_shutdown(
+    defs: Definitions, tmp_path: Path
+) -> None:
+    """A close the call did not ask for (livekit closes sessions when the job shuts down)."""
+    clock = Clock()
+    _call, job, room = await running_web_call(defs, tmp_path, [], clock)
+    assert room.session is not None
+    await room.session.aclose()
+    await job.finished()
+
+    final = ended(reported(tmp_path))
+    assert (final.status, final.ended_reason, final.fault) == (
+        "failed",
+        "worker_shutdown",
+        "platform",
+    )
+
+
 async def test_agent_hangs_up_after_its_goodbye(defs: Definitions, tmp_path: Path) -> None:
     clock = Clock()
     _call, job, room = await running_web_call(

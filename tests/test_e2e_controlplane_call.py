@@ -1,8 +1,8 @@
 """End to end through the public API: a customer's POST, the worker does the rest, GET shows it.
 
 Real pieces: convoi-api (uvicorn, SQLite), livekit-server, a ``convoi-worker start`` reporting its
-signed events to convoi-api, the emulated providers and the simulated caller (the browser, or the
-phone via the participant stand-in since livekit-sip cannot run here).
+signed events to convoi-api, the emulated providers and the simulated caller (the browser).
+Outbound phone calls through the API run over the real SIP bridge in ``tests/test_e2e_sip.py``.
 """
 
 from __future__ import annotations
@@ -18,12 +18,12 @@ import httpx
 import pytest
 
 from convoi.controlplane import ControlPlaneSettings
-from convoi.devstack.caller import CallerScript, caller_token, run_caller
+from convoi.devstack.caller import CallerScript, run_caller
 from convoi.devstack.controlplane_harness import ControlPlaneServer
 from convoi.devstack.harness import EmulatorsProcess, ReceiverProcess, WorkerProcess
 from convoi.devstack.livekit_server import LiveKitServer
 from tests.conftest import worker_env
-from tests.helpers import SALES, SUPPORT, US_LINE
+from tests.helpers import SUPPORT
 
 pytestmark = pytest.mark.e2e
 
@@ -127,36 +127,3 @@ async def test_web_call_through_the_api_ends_completed_with_duration_and_cost(
     assert final["duration_seconds"] > 5
     assert final["cost"]["amount"] > 0 and final["cost"]["currency"] == "USD"
     assert final["metadata"] == {"source": "e2e"}
-
-
-async def test_outbound_call_through_the_api_ends_completed(
-    api_stack: tuple[ControlPlaneServer, str],
-    livekit_server: LiveKitServer,
-    emulators: EmulatorsProcess,
-) -> None:
-    server, key = api_stack
-    emulators.load_scenario(SCENARIO)
-    body = {
-        "type": "outbound_phone",
-        "agent_id": SALES,
-        "customer": {"number": "+15550000003", "name": "Ahmed"},
-        "phone_number_id": US_LINE,
-    }
-    created = post_call(server, key, body)
-    assert created.status_code == 201, created.text
-    call = created.json()
-    assert call["livekit"] is None and call["room_id"]
-    # the phone answers (participant stand-in for the SIP leg)
-    token = caller_token(
-        livekit_server.api_key, livekit_server.api_secret, call["room_id"], "phone-15550000003"
-    )
-    report = await run_caller(
-        livekit_server.url,
-        token,
-        CallerScript(utterances=["Hi, I have a question about my bill."], max_wait_s=90),
-    )
-    assert report.ok, report.errors
-    assert report.transcript_texts()[0].startswith("Hi Ahmed, this is Maya from Convoi.")
-    final = await asyncio.to_thread(wait_for_terminal, server, key, call["id"])
-    assert (final["status"], final["ended_reason"]) == ("completed", "customer_hangup")
-    assert final["duration_seconds"] > 0 and final["cost"]["amount"] > 0

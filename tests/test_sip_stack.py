@@ -324,7 +324,7 @@ def test_up_sip_prints_a_sip_worker_env(
     assert cli.main(["up", "--sip", "--no-emulators"]) == 0
     out = capsys.readouterr().out
     assert "export LIVEKIT_URL=ws://127.0.0.1:7880" in out
-    assert "export CONVOI_DIAL_MODE=sip" in out and "participant" not in out
+    assert "CONVOI_DIAL_MODE" not in out and "participant" not in out
     assert "export CONVOI_SIP_BRIDGE_ADDRESS=127.0.0.1:5060" in out
     state = State.load()
     assert list(state.components) == ["redis", "livekit-server", "livekit-sip"]
@@ -510,7 +510,7 @@ def test_cli_up_sip_status_logs_down(tmp_path: Path) -> None:
     pids = [c["pid"] for c in state.get("components", {}).values()]
     try:
         assert up.returncode == 0, up.stderr
-        assert "export CONVOI_DIAL_MODE=sip" in up.stdout
+        assert "export LIVEKIT_URL=ws://127.0.0.1:7880" in up.stdout
         assert list(state["components"]) == ["redis", "livekit-server", "livekit-sip"]
         assert all(pid_alive(p) and os.getsid(p) == p for p in pids)  # outlived the CLI
         status = _cli("status", env=env)

@@ -38,7 +38,7 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
-from livekit import api, rtc
+from livekit import api
 from livekit.protocol.sip import (
     CreateSIPParticipantRequest,
     SIPOutboundConfig,
@@ -47,12 +47,8 @@ from livekit.protocol.sip import (
     SIPTransport,
 )
 
-from convoi import telephony
 from convoi.definitions.models import PhoneNumber
-from convoi.devstack.caller import caller_token
 from convoi.devstack.livekit_server import LiveKitServer, ServerConfig
-from convoi.devstack.participant_phone import dial_participant_stand_in
-from convoi.devstack.participant_phone import register as register_participant_phone
 from convoi.lifecycle.status import CallLifecycle, classify
 from convoi.telephony import (
     DialOutcome,
@@ -60,10 +56,8 @@ from convoi.telephony import (
     TrunkConfigError,
     build_request,
     dial,
-    dialer_for,
     hang_up,
     phone_identity,
-    register_dialer,
     trunk_name,
 )
 from convoi.telephony import dialer as dialer_mod
@@ -270,37 +264,9 @@ def test_missing_password_env_is_a_clear_config_error(env: dict[str, str]) -> No
     assert err.value.outcome == DialOutcome("failed", "invalid_request", "config", str(err.value))
 
 
-@pytest.fixture
-def fresh_dialers(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
-    """The dial-mode registry as telephony ships it (only ``sip``), restored afterwards."""
-    registry: dict[str, Any] = {"sip": dial}
-    monkeypatch.setattr(telephony, "dialers", registry)
-    return registry
-
-
-def test_identity_helpers(fresh_dialers: dict[str, Any]) -> None:
+def test_identity_helpers() -> None:
     assert phone_identity("+15550000002") == "phone-15550000002"
     assert trunk_name("phn_abcd1234") == "convoi-phn_abcd1234"
-    register_participant_phone()  # what a devstack worker process does
-    assert dialer_for("sip") is dial and dialer_for("participant") is dial_participant_stand_in
-    with pytest.raises(ValueError):
-        dialer_for("carrier-pigeon")
-
-
-def test_only_sip_is_built_in_and_unknown_modes_name_the_registered_ones(
-    fresh_dialers: dict[str, Any],
-) -> None:
-    assert dialer_for("sip") is dial
-    with pytest.raises(ValueError) as err:
-        dialer_for("participant")
-    assert "'participant'" in str(err.value) and "registered: 'sip'" in str(err.value)
-    assert "register_dialer" in str(err.value)
-    register_participant_phone()
-    register_participant_phone()  # again: harmless
-    assert fresh_dialers == {"sip": dial, "participant": dial_participant_stand_in}
-    with pytest.raises(ValueError, match="'sip' already has a dialer"):
-        register_dialer("sip", dial_participant_stand_in)
-    assert dialer_for("sip") is dial
 
 
 # =============================================================================================
@@ -861,121 +827,3 @@ async def test_real_server_provisioning(
     lines.clear()
     await provision_trunks(lk, phones, env=env, echo=lines.append)
     assert all(line.startswith("unchanged") for line in lines)
-
-
-# ---- the participant stand-in on the real server ---------------------------------------------
-
-
-@pytest.mark.server
-async def test_stand_in_answers_when_phone_participant_joins(
-    sip_server: tuple[str, LiveKitServer], lk: api.LiveKitAPI
-) -> None:
-    _, server = sip_server
-    room_name = f"standin-{uuid.uuid4().hex[:8]}"
-    phone_room = rtc.Room()
-
-    async def join_later() -> float:
-        await asyncio.sleep(0.5)
-        token = caller_token(server.api_key, server.api_secret, room_name, "phone-15550000002")
-        await phone_room.connect(server.url, token)
-        return time.time()
-
-    joiner = asyncio.create_task(join_later())
-    try:
-        res = await asyncio.wait_for(
-            dial_participant_stand_in(
-                lk,
-                phone=make_phone(),
-                to_number=CALLEE,
-                room=room_name,
-                identity="ignored",
-                display_name=None,
-                ringing_timeout=15,
-                max_call_duration=None,
-            ),
-            30,
-        )
-        joined_at = await joiner
-    finally:
-        await phone_room.disconnect()
-    assert res.answered and res.outcome is None
-    assert res.participant_identity == "phone-15550000002" and res.sip_call_id is None
-    assert res.answered_at is not None and res.answered_at >= joined_at - 1.0
-
-
-@pytest.mark.server
-async def test_stand_in_no_answer_when_nobody_joins(lk: api.LiveKitAPI) -> None:
-    started = time.monotonic()
-    res = await asyncio.wait_for(
-        dial_participant_stand_in(
-            lk,
-            phone=make_phone(),
-            to_number=CALLEE,
-            room=f"standin-empty-{uuid.uuid4().hex[:8]}",
-            identity="phone-15550000002",
-            display_name=None,
-            ringing_timeout=1.0,
-            max_call_duration=None,
-        ),
-        10,
-    )
-    elapsed = time.monotonic() - started
-    assert 1.0 <= elapsed < 3.0
-    assert not res.answered and res.outcome is not None
-    assert (res.outcome.status, res.outcome.ended_reason, res.outcome.fault) == ("no_answer", "dial_no_answer", "customer")  # fmt: skip
-    assert "phone-15550000002 never joined" in res.outcome.detail
-
-
-async def test_stand_in_platform_failure_when_livekit_unreachable() -> None:
-    client = api.LiveKitAPI(f"http://127.0.0.1:{free_port()}", "devkey", "secret")
-    try:
-        res = await asyncio.wait_for(
-            dial_participant_stand_in(
-                client,
-                phone=make_phone(),
-                to_number=CALLEE,
-                room="r",
-                identity="x",
-                display_name=None,
-                ringing_timeout=5,
-                max_call_duration=None,
-            ),
-            10,
-        )
-    finally:
-        await client.aclose()
-    assert res.outcome is not None
-    assert (res.outcome.status, res.outcome.fault) == ("failed", "platform")
-
-
-@pytest.mark.server
-def test_provision_cli_dry_run(
-    sip_server: tuple[str, LiveKitServer],
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    from convoi.telephony.provision import main
-
-    mode, server = sip_server
-    monkeypatch.setenv("LIVEKIT_URL", server.http_url)
-    monkeypatch.setenv("LIVEKIT_API_KEY", server.api_key)
-    monkeypatch.setenv("LIVEKIT_API_SECRET", server.api_secret)
-    config = Path(__file__).resolve().parents[1] / "agents_config"
-
-    monkeypatch.delenv("CONVOI_TRUNK_UAE_PASSWORD", raising=False)
-    assert main(["--config", str(config), "--dry-run"]) == 1
-    err = capsys.readouterr().err
-    if mode == "redis":
-        assert "CONVOI_TRUNK_UAE_PASSWORD is not set" in err
-    else:
-        assert "sip not connected (redis required)" in err
-
-    monkeypatch.setenv("CONVOI_TRUNK_UAE_PASSWORD", PASSWORD)
-    code = main(["--config", str(config), "--dry-run"])
-    out, err = capsys.readouterr()
-    if mode == "redis":
-        assert code == 0, err
-        assert "would create convoi-phn_c38155f043624745a66d2e28c185xxxx: 127.0.0.1:5080/udp" in out
-        assert PASSWORD not in out
-    else:
-        assert code == 1 and "sip not connected (redis required)" in err

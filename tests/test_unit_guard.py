@@ -41,13 +41,6 @@ PY = sys.executable
         ),
         (["convoi-devstack", "up", "--no-emulators"], False, "convoi-devstack up"),
         (["/work/main/.venv/bin/convoi-worker", "start"], False, "convoi-worker start"),
-        (["convoi-devstack", "worker", "start"], False, "convoi-devstack worker start"),
-        (
-            [PY, "-m", "convoi.devstack.worker", "dev"],
-            False,
-            "python -m convoi.devstack.worker dev",
-        ),
-        (["convoi-devstack", "worker", "check-config"], False, None),
         ([PY, "-m", "convoi.worker.cli", "check-config"], False, None),
         (["convoi-worker", "check-call", "call.json"], False, None),
         ([PY, "-m", "convoi.devstack.cli", "install"], False, None),

@@ -51,8 +51,7 @@ MODULES = frozenset(
 _SERVING = ("start", "dev", "console", "connect")
 COMMANDS: dict[str, frozenset[tuple[str, ...]]] = {
     "convoi.worker.cli": frozenset((c,) for c in _SERVING),
-    "convoi.devstack.worker": frozenset((c,) for c in _SERVING),
-    "convoi.devstack.cli": frozenset({("up",), *(("worker", c) for c in _SERVING)}),
+    "convoi.devstack.cli": frozenset({("up",)}),
     "convoi.controlplane.cli": frozenset({("serve",)}),
 }
 """``python -m`` modules whose listed sub-commands serve (``check-config`` etc. stay allowed)."""

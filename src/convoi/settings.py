@@ -44,10 +44,6 @@ class WorkerSettings(BaseSettings):
     max_retry: int = Field(16, alias="CONVOI_MAX_RETRY", ge=0, le=100)
     """How many times the worker retries connecting to LiveKit before exiting non-zero."""
 
-    dial_mode: Literal["sip", "participant"] = Field("sip", alias="CONVOI_DIAL_MODE")
-    """``sip``: outbound calls go through LiveKit SIP (CreateSIPParticipant). ``participant``:
-    devstack only, where livekit-sip cannot run: the "phone" is a LiveKit participant joining as
-    ``phone-<digits>`` (the simulated caller)."""
     console_call: Path | None = Field(None, alias="CONVOI_CONSOLE_CALL")
     """CallSpec JSON file for ``console`` mode (default: a web call to the first agent)."""
 

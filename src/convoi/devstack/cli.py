@@ -4,12 +4,11 @@
     convoi-devstack up [--sip] [--no-emulators] [--scenario FILE] [--port 7880] ...  # `export K=V`
     convoi-devstack env | status | down
     convoi-devstack logs [livekit-server|livekit-sip|redis|emulators] [-n 50] [-f]
-    convoi-devstack worker start|dev|console …              # convoi-worker + the phone stand-in
 
 The emulators follow ``scenarios/demo_web.yaml`` unless ``--scenario`` names another script.
 ``up --sip`` adds the real SIP bridge (:mod:`convoi.devstack.sip_stack`): Redis on 6390,
-livekit-server wired to it, livekit-sip on SIP 5060 (RTP 10000-10100, health 7885), and the
-worker env dials over SIP (``CONVOI_DIAL_MODE=sip``). The phone numbers' trunks
+livekit-server wired to it, livekit-sip on SIP 5060 (RTP 10000-10100, health 7885): outbound
+phone calls need it (without ``--sip`` only web calls work). The phone numbers' trunks
 (``agents_config/phone_numbers.yaml``) point at the callee, SIPp on 127.0.0.1:5080.
 Progress goes to stderr, the worker environment to stdout, so
 ``eval "$(convoi-devstack up)"`` works. Processes started by ``up`` run in their own session and
@@ -58,8 +57,6 @@ def _worker_env(
         "LIVEKIT_URL": cfg.url,
         "LIVEKIT_API_KEY": cfg.api_key,
         "LIVEKIT_API_SECRET": cfg.api_secret,
-        # without livekit-sip the "phone" of an outbound call is a participant phone-<digits>
-        "CONVOI_DIAL_MODE": "participant",
         "CONVOI_LOAD_THRESHOLD": "inf",
     }
     if sip is not None:
@@ -448,10 +445,6 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("env", help="print the worker environment recorded by `up`")
     s.set_defaults(func=cmd_env)
 
-    sub.add_parser(
-        "worker",
-        help="convoi-worker with CONVOI_DIAL_MODE=participant available (e.g. `worker start`)",
-    )
     s = sub.add_parser("logs", help="tail a component's log")
     s.add_argument(
         "name",
@@ -468,10 +461,6 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``convoi-devstack`` console script."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["worker"]:  # everything after it is convoi-worker's
-        from convoi.devstack.worker import main as worker_main
-
-        return worker_main(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))

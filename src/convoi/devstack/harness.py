@@ -234,8 +234,7 @@ class ReceiverProcess(ManagedProcess):
 
 
 class WorkerProcess(ManagedProcess):
-    """``convoi-devstack worker start`` (``convoi-worker start`` with the participant dial mode;
-    JSON logs) registered under ``agent_name``."""
+    """``convoi-worker start`` (JSON logs) registered under ``agent_name``."""
 
     def __init__(self, log_path: Path, env: Mapping[str, str], *, agent_name: str) -> None:
         self.agent_name = agent_name
@@ -246,7 +245,7 @@ class WorkerProcess(ManagedProcess):
             **env,
         }
         super().__init__(
-            "worker", [sys.executable, "-m", "convoi.devstack.worker", "start"], log_path, full_env
+            "worker", [sys.executable, "-m", "convoi.worker.cli", "start"], log_path, full_env
         )
 
     def records(self) -> list[dict[str, Any]]:

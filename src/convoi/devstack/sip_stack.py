@@ -414,6 +414,7 @@ class SipStack:
         bridge_log_level: str = "debug",
     ) -> None:
         self.ports = ports
+        workdir = workdir.resolve() if workdir is not None else None  # daemons run in their dirs
         self.workdir = workdir
         self.detach = detach
         self.timeout = timeout
@@ -500,12 +501,12 @@ class SipStack:
         }
 
     def worker_env(self) -> dict[str, str]:
-        """What a worker dialling through this bridge needs (LiveKit, ``CONVOI_DIAL_MODE=sip``)."""
+        """What a worker dialling through this bridge needs (its LiveKit server; the bridge's own
+        SIP address for reference)."""
         return {
             "LIVEKIT_URL": self.url,
             "LIVEKIT_API_KEY": self.api_key,
             "LIVEKIT_API_SECRET": self.api_secret,
-            "CONVOI_DIAL_MODE": "sip",
             "CONVOI_SIP_BRIDGE_ADDRESS": self.sip_address,
         }
 

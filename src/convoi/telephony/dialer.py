@@ -84,7 +84,7 @@ class DialResult:
 
 
 class Dialer(Protocol):
-    """A dialer: :func:`dial`, or one registered with :func:`convoi.telephony.register_dialer`."""
+    """A dialer: :func:`dial` (unit tests pass fakes with the same signature)."""
 
     async def __call__(
         self,

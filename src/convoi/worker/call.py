@@ -120,9 +120,11 @@ def close_reason_to_ended_reason(event: CloseEvent) -> EndedReason:
         return "customer_hangup"
     if event.reason == CloseReason.ERROR:
         return "provider_error" if event.error is not None else "worker_error"
-    if event.reason == CloseReason.JOB_SHUTDOWN:
+    if event.reason in (CloseReason.JOB_SHUTDOWN, CloseReason.USER_INITIATED):
+        # our own hang-ups are decided before the session closes: a user-initiated close the
+        # call did not ask for is livekit closing the session because the job is shutting down
         return "worker_shutdown"
-    return "agent_hangup"  # user_initiated / task_completed: the agent side closed it
+    return "agent_hangup"  # task_completed: the agent finished its task
 
 
 class Call(CallControls):
@@ -456,8 +458,11 @@ class Call(CallControls):
         self.end_soon(close_reason_to_ended_reason(event))
 
     def _on_participant_left(self, participant: rtc.RemoteParticipant) -> None:
+        """The caller left the room, whatever the reason (hung up, removed, lost): the call is
+        over. RoomIO closes the session itself only for some disconnect reasons."""
         if participant.identity == self._caller and self._caller_left_at is None:
             self._caller_left_at = self._clock()
+            self.end_soon("customer_hangup")
 
     def _on_agent_state(self, event: AgentStateChangedEvent) -> None:
         started = self.reporter.lifecycle.started_at if self.reporter else None

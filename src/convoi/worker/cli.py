@@ -247,14 +247,8 @@ def _run_livekit(argv: list[str]) -> int:
 
     try:
         config = WorkerConfig.from_env()
-    except ValueError as exc:  # a setting that cannot work, e.g. an unknown dial mode
+    except ValueError as exc:  # a setting that cannot work
         print(f"error: {exc}", file=sys.stderr)
-        if "participant" in str(exc):
-            print(
-                "hint: CONVOI_DIAL_MODE=participant is the devstack's stand-in for the SIP leg; "
-                "run the worker as `convoi-devstack worker start`",
-                file=sys.stderr,
-            )
         return 1
     settings = config.settings
     if _load(settings.config_dir) is None:

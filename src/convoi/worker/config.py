@@ -17,7 +17,7 @@ from convoi.definitions.loader import load_definitions
 from convoi.definitions.models import Definitions
 from convoi.reporting.delivery import DeliverySettings
 from convoi.settings import WorkerSettings
-from convoi.telephony import Dialer, dialer_for
+from convoi.telephony import Dialer, dial
 from convoi.worker.metrics import MetricsSettings
 
 __all__ = ["JobResources", "WorkerConfig"]
@@ -34,20 +34,16 @@ class WorkerConfig:
     metrics: MetricsSettings
     """Where the Prometheus endpoint is served."""
     dialer: Dialer
-    """How outbound calls are dialled: the dialer registered for ``CONVOI_DIAL_MODE``."""
+    """How outbound calls are dialled: :func:`convoi.telephony.dial` (CreateSIPParticipant)."""
 
     @classmethod
     def from_env(cls) -> WorkerConfig:
-        """Read every setting from the environment (and ``.env``).
-
-        Raises :class:`ValueError` when ``CONVOI_DIAL_MODE`` names a dialer nobody registered
-        (``participant`` exists only under ``convoi-devstack worker``)."""
-        settings = WorkerSettings()
+        """Read every setting from the environment (and ``.env``)."""
         return cls(
-            settings=settings,
+            settings=WorkerSettings(),
             delivery=DeliverySettings(),
             metrics=MetricsSettings(),
-            dialer=dialer_for(settings.dial_mode),
+            dialer=dial,
         )
 
 

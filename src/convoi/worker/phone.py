@@ -2,7 +2,7 @@
 or the dial outcome.
 
 The SIP leg itself lives in :mod:`convoi.telephony`; this module is the job's side of it: dial with
-the dialer for ``CONVOI_DIAL_MODE`` and synthesise the start member's greeting while the phone
+the worker's dialer (LiveKit SIP) and synthesise the start member's greeting while the phone
 rings, so it plays the moment the call is answered. It decides nothing about the call's end: an
 unanswered dial comes back as its :class:`~convoi.telephony.DialOutcome`, which the call ends
 with (:meth:`convoi.worker.call.Call.end`).

@@ -60,13 +60,23 @@ class Behaviour:
     """Silence between the ACK and the speech (lets the agent's greeting play first)."""
     hangup_after_s: float | None = None
     """The callee sends BYE this long after the ACK; None waits for the other side's BYE."""
+    then: tuple[tuple[float, str], ...] = ()
+    """Further lines: ``(silence_s, text)``, each said ``silence_s`` after the previous one."""
 
     @classmethod
     def answer_talk(
-        cls, text: str, *, delay_s: float = 0.0, hangup_after_s: float | None = None
+        cls,
+        text: str,
+        *,
+        delay_s: float = 0.0,
+        hangup_after_s: float | None = None,
+        then: tuple[tuple[float, str], ...] = (),
     ) -> Behaviour:
-        """Answer (PCMA), say ``text`` after ``delay_s``, then stay (or hang up after a while)."""
-        return cls("answer_talk", text=text, delay_s=delay_s, hangup_after_s=hangup_after_s)
+        """Answer (PCMA), say ``text`` after ``delay_s`` (and the ``then`` lines after it), then
+        stay (or hang up after a while)."""
+        return cls(
+            "answer_talk", text=text, delay_s=delay_s, hangup_after_s=hangup_after_s, then=then
+        )
 
     @classmethod
     def busy(cls) -> Behaviour:
@@ -158,11 +168,23 @@ def _fill(text: str, **values: str) -> str:
 
 
 def speech_pcap(
-    path: Path, text: str, *, lead_s: float = 0.0, total_s: float, voice: str = "en-us"
+    path: Path,
+    text: str,
+    *,
+    lead_s: float = 0.0,
+    total_s: float,
+    voice: str = "en-us",
+    then: tuple[tuple[float, str], ...] = (),
 ) -> Path:
-    """espeak-ng ``text`` at 8 kHz as an RTP/PCMA pcap: ``lead_s`` silence, speech, silence."""
-    pcm = synthesize(text, RATE, voice=voice) if text else np.zeros(0, dtype=np.int16)
-    return write_speech_pcap(path, pcm, lead_s=lead_s, total_s=total_s)
+    """espeak-ng ``text`` at 8 kHz as an RTP/PCMA pcap: ``lead_s`` silence, speech, silence (and
+    each ``then`` line after its own silence)."""
+    parts = [synthesize(text, RATE, voice=voice) if text else np.zeros(0, dtype=np.int16)]
+    for silence_s, line in then:
+        parts += [
+            np.zeros(round(silence_s * RATE), dtype=np.int16),
+            synthesize(line, RATE, voice=voice),
+        ]
+    return write_speech_pcap(path, np.concatenate(parts), lead_s=lead_s, total_s=total_s)
 
 
 def _ms(seconds: float) -> str:
@@ -180,7 +202,11 @@ def render_callee(behaviour: Behaviour, folder: Path, *, hold_s: float = 120.0) 
     values = {"name": name, "description": behaviour.describe()}
     if behaviour.answers:
         pcap = speech_pcap(
-            folder / f"{name}.pcap", behaviour.text, lead_s=behaviour.delay_s, total_s=hold_s
+            folder / f"{name}.pcap",
+            behaviour.text,
+            lead_s=behaviour.delay_s,
+            total_s=hold_s,
+            then=behaviour.then,
         )
         ack_actions, ending = "", _template("end_wait_bye.xml")
         if behaviour.hangup_after_s is not None:
