@@ -18,9 +18,10 @@ from typing import Any
 import pytest
 from livekit import api, rtc
 from livekit.agents import AgentSession, llm
-from livekit.agents.voice.events import CloseReason
+from livekit.agents.voice.events import CloseReason, UserStateChangedEvent
 
 from convoi.agent import CallControls, ConvoiAgent
+from convoi.callspec import resolve_call
 from convoi.definitions.models import Agent, Definitions, PhoneNumber
 from convoi.pipeline import Pipeline
 from convoi.pipeline.factory import PipelineError
@@ -31,7 +32,9 @@ from convoi.settings import WorkerSettings
 from convoi.telephony import DialResult, dial_outcome
 from convoi.worker.call import Call
 from convoi.worker.config import JobResources, WorkerConfig
+from convoi.worker.limits import LimitsWatch
 from convoi.worker.metrics import MetricsSettings
+from convoi.worker.session import build_session
 from tests.fake_llm import Reply, ScriptedLLM
 from tests.helpers import SUPPORT, US_LINE
 
@@ -346,6 +349,60 @@ async def test_livekit_closing_the_session_itself_is_a_worker_shutdown(
         "worker_shutdown",
         "platform",
     )
+
+
+async def test_silent_caller_is_prompted_once_then_the_call_ends_silence_timeout(
+    defs: Definitions, tmp_path: Path
+) -> None:
+    clock = Clock()
+    _call, job, room = await running_web_call(defs, tmp_path, [], clock)
+    session = room.session
+    assert session is not None
+    limits = defs.agents[SUPPORT].limits
+    away = UserStateChangedEvent(old_state="listening", new_state="away")
+    session.emit("user_state_changed", away)  # what livekit's away timer does
+    await assistant_said(session, limits.silence_prompt)
+    session.emit(
+        "user_state_changed", UserStateChangedEvent(old_state="away", new_state="speaking")
+    )
+    session.emit("user_state_changed", away)  # silent again after speaking: a fresh prompt
+    assert not job.shutdowns
+    clock.now += 40
+    session.emit("user_state_changed", away)  # and silent once more: goodbye
+    await job.finished()
+
+    final = ended(reported(tmp_path))
+    assert (final.status, final.ended_reason, final.fault) == ("completed", "silence_timeout", None)
+    said = [t.text for t in final.transcript or [] if t.role == "assistant"]
+    assert said[1:] == [limits.silence_prompt, limits.silence_prompt, limits.silence_goodbye]
+    assert job.deleted_rooms == 1
+
+
+async def test_max_duration_wraps_up_then_ends_the_call(defs: Definitions) -> None:
+    built = build_session(
+        resolve_call(web_spec(), defs), WorkerSettings(), vad=None, pipeline_factory=Scripted([])
+    )
+    limits = defs.agents[SUPPORT].limits.model_copy(
+        update={"max_duration_seconds": 120, "wrap_up_seconds": 20}
+    )
+    slept: list[float] = []
+    ends: list[tuple[str, bool]] = []
+
+    async def sleep(seconds: float) -> None:  # the limit's own clock, moved by the test
+        slept.append(seconds)
+
+    def end_soon(reason: str, *, drain: bool = False) -> None:
+        ends.append((reason, drain))
+
+    async with built.session as session:
+        await session.start(built.agent)
+        watch = LimitsWatch(session, limits, end_soon, sleep=sleep)  # type: ignore[arg-type]
+        watch.start()
+        assert watch._deadline is not None
+        await asyncio.wait_for(watch._deadline, TIMEOUT)
+        await assistant_said(session, limits.wrap_up_message)
+    assert slept == [100, 20]
+    assert ends == [("max_duration", True)]  # drained: the wrap-up is heard
 
 
 async def test_agent_hangs_up_after_its_goodbye(defs: Definitions, tmp_path: Path) -> None:

@@ -345,3 +345,19 @@ def test_rule5_null_inside_a_block_leaves_that_key_as_defined(support: Agent) ->
     assert agent.llm.temperature == support.llm.temperature
     assert agent.llm.model == "gpt-4o"
     assert agent.tts.voice_id == support.tts.voice_id
+
+
+def test_limits_merge_key_by_key_and_errors_name_the_limit(support: Agent) -> None:
+    merged = merge(support, {"limits": {"silence_timeout_seconds": 8, "wrap_up_seconds": None}})
+    assert merged.agent.limits.silence_timeout_seconds == 8
+    assert merged.agent.limits.max_duration_seconds == support.limits.max_duration_seconds
+    assert merged.agent.limits.wrap_up_seconds == support.limits.wrap_up_seconds  # null: kept
+    with pytest.raises(OverrideError) as err:
+        merge(support, {"limits": {"silence_timeout_seconds": 2}})
+    assert [i.field for i in err.value.issues] == ["agent_overrides.limits.silence_timeout_seconds"]
+    with pytest.raises(OverrideError) as err:
+        merge(support, {"limits": {"max_duration_seconds": 20, "wrap_up_seconds": 30}})
+    assert "wrap_up_seconds must be less than max_duration_seconds" in str(err.value)
+    with pytest.raises(OverrideError) as err:
+        merge(support, {"limits": {"hold_music": "jazz"}})
+    assert err.value.issues[0].field == "agent_overrides.limits.hold_music"

@@ -510,7 +510,8 @@ def test_cli_up_sip_status_logs_down(tmp_path: Path) -> None:
     pids = [c["pid"] for c in state.get("components", {}).values()]
     try:
         assert up.returncode == 0, up.stderr
-        assert "export LIVEKIT_URL=ws://127.0.0.1:7880" in up.stdout
+        assert "export LIVEKIT_URL=ws://127.0.0.1:" in up.stdout
+        assert "CONVOI_DIAL_MODE" not in up.stdout
         assert list(state["components"]) == ["redis", "livekit-server", "livekit-sip"]
         assert all(pid_alive(p) and os.getsid(p) == p for p in pids)  # outlived the CLI
         status = _cli("status", env=env)

@@ -43,6 +43,7 @@ MODULES = frozenset(
         "convoi.devstack.emulators",
         "convoi.devstack.demo",
         "convoi.devstack.bench",
+        "convoi.devstack.bench_sip",
         "convoi.receiver",
     }
 )

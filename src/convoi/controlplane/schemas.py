@@ -35,9 +35,10 @@ __all__ = [
 ]
 
 OVERRIDES_TEXT = (
-    "Per-call overrides: first_message, system_prompt, llm, tts, stt, knowledge_base_ids. "
-    "Tweaks the agent for this call only, without editing the agent itself; unknown keys are "
-    "rejected (422)."
+    "Per-call overrides: first_message, system_prompt, llm, tts, stt, knowledge_base_ids, and "
+    "(a Convoi extension) limits: max_duration_seconds, silence_timeout_seconds, silence_prompt, "
+    "silence_goodbye, wrap_up_message, wrap_up_seconds. Tweaks the agent for this call only, "
+    "without editing the agent itself; unknown keys are rejected (422)."
 )
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from convoi.definitions.ids import (
     E164,
@@ -44,11 +44,34 @@ class _Model(BaseModel):
 
 
 class CallLimits(_Model):
-    """Bounds on one call run by an agent."""
+    """Bounds on one call run by an agent (overridable per call: ``agent_overrides.limits``)."""
 
     max_duration_seconds: int = Field(1800, ge=10, le=4 * 3600)
+    """The call ends ``completed`` / ``max_duration`` after this long (web and phone)."""
     silence_timeout_seconds: int = Field(30, ge=5, le=600)
+    """Caller silence (while the agent is not speaking or running a tool) before the agent
+    prompts once; a second period of silence ends the call ``completed`` / ``silence_timeout``."""
     ringing_timeout_seconds: int = Field(30, ge=5, le=120)
+    silence_prompt: str = Field("Are you still there?", min_length=1, max_length=300)
+    """What the agent says after the first period of silence."""
+    silence_goodbye: str = Field(
+        "I haven't heard from you, so I'll end the call now. Goodbye!", min_length=1, max_length=300
+    )
+    """What the agent says before ending a silent call."""
+    wrap_up_message: str = Field(
+        "We're almost out of time for this call. Thank you for calling, goodbye!",
+        min_length=1,
+        max_length=300,
+    )
+    """Said ``wrap_up_seconds`` before ``max_duration_seconds``."""
+    wrap_up_seconds: int = Field(15, ge=1, le=600)
+    """How long before the end of the call the wrap-up message is said."""
+
+    @model_validator(mode="after")
+    def _wrap_up_fits(self) -> CallLimits:
+        if self.wrap_up_seconds >= self.max_duration_seconds:
+            raise ValueError("wrap_up_seconds must be less than max_duration_seconds")
+        return self
 
 
 class Agent(_Model):

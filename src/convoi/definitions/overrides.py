@@ -36,7 +36,15 @@ __all__ = ["OVERRIDE_KEYS", "AgentOverrides", "MergeResult", "OverrideError", "m
 
 logger = logging.getLogger("convoi.overrides")  # named for the concern (log filters use it)
 
-OVERRIDE_KEYS = ("first_message", "system_prompt", "llm", "tts", "stt", "knowledge_base_ids")
+OVERRIDE_KEYS = (
+    "first_message",
+    "system_prompt",
+    "llm",
+    "tts",
+    "stt",
+    "knowledge_base_ids",
+    "limits",
+)
 _BLOCKS = ("llm", "tts", "stt")
 
 
@@ -51,6 +59,9 @@ class AgentOverrides(BaseModel):
     tts: dict[str, Any] | None = None
     stt: dict[str, Any] | None = None
     knowledge_base_ids: list[KnowledgeBaseId] | None = Field(None, max_length=50)
+    limits: dict[str, Any] | None = None
+    """Convoi extension: call limits (``max_duration_seconds``, ``silence_timeout_seconds``, the
+    silence prompt and goodbye, the wrap-up message and when it is said), merged key by key."""
 
 
 class OverrideError(ValueError):
@@ -104,6 +115,8 @@ def merge(
                 data[key] = value
             else:
                 data[key] = {**current, **value}
+        elif key == "limits":
+            data[key] = {**data[key], **{k: v for k, v in value.items() if v is not None}}
         else:
             data[key] = value
     try:

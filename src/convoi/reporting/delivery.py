@@ -241,9 +241,16 @@ class EventDelivery:
             if not batch:
                 return
             chains = [list(g) for _, g in groupby(batch, key=lambda p: p.call_id)]
-            results = await asyncio.gather(
-                *(self._send_chain(chain, claimed_at) for chain in chains), return_exceptions=True
-            )
+            try:
+                results = await asyncio.gather(
+                    *(self._send_chain(chain, claimed_at) for chain in chains),
+                    return_exceptions=True,
+                )
+            except asyncio.CancelledError:
+                # a chain cancelled before it started never gives its events back: do it here
+                # (delivered ones are untouched), or they would stay hidden for the whole lease
+                self.outbox.release([p.event_id for p in batch], self._clock())
+                raise
             for result in results:
                 if isinstance(result, Exception):
                     logger.error("event delivery failed unexpectedly", exc_info=result)

@@ -46,6 +46,7 @@ from convoi.squads import SquadRuntime
 from convoi.telephony import DialOutcome
 from convoi.worker import metrics
 from convoi.worker.config import JobResources
+from convoi.worker.limits import LimitsWatch
 from convoi.worker.log import logger
 from convoi.worker.phone import dial_customer
 from convoi.worker.recording import TranscriptRecorder
@@ -162,6 +163,7 @@ class Call(CallControls):
         self._built: BuiltSession | None = None
         self._usage: UsageTracker | None = None
         self._recorder: TranscriptRecorder | None = None
+        self._limits: LimitsWatch | None = None
         self._greeting_audio: list[rtc.AudioFrame] | None = None
         self._caller: str | None = None
         self._caller_left_at: float | None = None
@@ -284,6 +286,8 @@ class Call(CallControls):
         self._caller = identity
         await self.reporter.active(self._resources.config.delivery.progress_interval)
         metrics.call_started()
+        if self._limits is not None:
+            self._limits.start()
         self._session_started = True
         self._job.room.on("participant_disconnected", self._on_participant_left)
         try:
@@ -365,6 +369,8 @@ class Call(CallControls):
         return await asyncio.shield(task)
 
     async def _end(self, request: _EndRequest) -> CallEvent | None:
+        if self._limits is not None:
+            self._limits.stop()
         await self._close_session(drain=request.drain)
         event = await self._report_end(request)
         with contextlib.suppress(Exception):  # best effort: the outbox keeps what is not sent
@@ -440,6 +446,9 @@ class Call(CallControls):
             {key: member.agent for key, member in call.members.items()}, self.current_member
         )
         self._recorder = TranscriptRecorder(self.current_member)
+        self._limits = LimitsWatch(
+            built.session, call.start_agent.agent.limits, self.end_soon, log_fields=self.log_fields
+        )
         session: AgentSession[CallControls] = built.session
         usage, recorder = self._usage, self._recorder
         session.on("metrics_collected", lambda ev: usage.add(ev.metrics))

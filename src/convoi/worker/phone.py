@@ -23,10 +23,12 @@ from convoi.callspec import ResolvedCall
 from convoi.telephony import Dialer, DialOutcome, TrunkConfigError, phone_identity
 from convoi.worker.log import logger
 
-__all__ = ["GREETING_GRACE_SECONDS", "Answered", "dial_customer"]
+__all__ = ["BRIDGE_DURATION_GRACE_SECONDS", "GREETING_GRACE_SECONDS", "Answered", "dial_customer"]
 
 GREETING_GRACE_SECONDS = 2.0
 """How long an answered call waits for a greeting still being rendered before speaking it live."""
+BRIDGE_DURATION_GRACE_SECONDS = 60.0
+"""livekit-sip hangs up ``max_duration_seconds`` plus this after the answer, should the worker not."""
 
 
 @dataclass(frozen=True)
@@ -70,7 +72,8 @@ async def dial_customer(
             identity=identity,
             display_name=spec.customer.name,
             ringing_timeout=float(limits.ringing_timeout_seconds),
-            max_call_duration=float(limits.max_duration_seconds),
+            # the call ends itself at max_duration (wrap-up said); the bridge's cut-off is a net
+            max_call_duration=float(limits.max_duration_seconds) + BRIDGE_DURATION_GRACE_SECONDS,
         )
     except TrunkConfigError as exc:
         outcome: DialOutcome = exc.outcome

@@ -69,6 +69,8 @@ def build_session(
             "interruption": {"mode": "vad"},
         },
         userdata=userdata,
+        # the caller's silence (neither side speaking, no tool running): see worker/limits.py
+        user_away_timeout=float(call.start_agent.agent.limits.silence_timeout_seconds),
     )
     if detached is not None:
         detached.session = session
