@@ -25,6 +25,8 @@ from typing import Any
 from convoi.devstack.caller import CallerReport, CallerScript, caller_token, run_caller
 from convoi.devstack.harness import EmulatorsProcess, ManagedProcess, WorkerProcess, dispatch_call
 from convoi.devstack.livekit_server import LiveKitServer
+from convoi.reporting.events import CallEvent
+from convoi.reporting.outbox import Outbox
 
 __all__ = ["main", "run_demo"]
 
@@ -44,6 +46,15 @@ def _ms(a: Any, b: Any) -> str:
     return (
         f"{(b.wall - a.wall) * 1000:,.0f} ms" if hasattr(a, "wall") else f"{(b - a) * 1000:,.0f} ms"
     )
+
+
+def reported_end(outbox_path: Path, call_id: str) -> CallEvent | None:
+    """The ``call.ended`` event the worker committed to its outbox for ``call_id``, if any."""
+    with Outbox(outbox_path) as outbox:
+        for pending in outbox.due(now=float("inf"), limit=1000):
+            if pending.call_id == call_id and pending.type == "call.ended":
+                return pending.event()
+    return None
 
 
 def print_conversation(transcript: list[dict[str, Any]], t0: float) -> None:
@@ -135,6 +146,8 @@ def run_demo(providers: str, workdir: Path) -> int:
             "LIVEKIT_API_SECRET": server.api_secret,
             "CONVOI_NUM_IDLE_PROCESSES": "1",
             "CONVOI_LOAD_THRESHOLD": "inf",
+            # the demo's own outbox: its events never linger in the default one
+            "CONVOI_OUTBOX_PATH": str(workdir / "outbox.sqlite3"),
         }
         if real:
             _say("providers: the real OpenAI, Deepgram and ElevenLabs (keys from the environment)")
@@ -150,7 +163,10 @@ def run_demo(providers: str, workdir: Path) -> int:
         ).start_and_wait()
         started.append(worker)
         report, ended, dispatched_at = asyncio.run(_call(server, worker))
-        print_conversation(ended["transcript"], dispatched_at)
+        # what was said comes from the call's report (customer speech stays out of the logs)
+        final = reported_end(workdir / "outbox.sqlite3", str(ended["call_id"]))
+        transcript = [t.model_dump(mode="json") for t in final.transcript or []] if final else []
+        print_conversation(transcript, dispatched_at)
         print(f"\nCall ended: {ended['reason']}")
         print_timings(report, dispatched_at)
         report.save_wav(workdir / "agent_audio.wav")
