@@ -32,6 +32,8 @@ __all__ = [
     "SipTrunk",
     "Squad",
     "SquadMember",
+    "TransferDestination",
+    "Voicemail",
 ]
 
 MAX_FIRST_MESSAGE = 2_000
@@ -74,6 +76,52 @@ class CallLimits(_Model):
         return self
 
 
+class Voicemail(_Model):
+    """Answering-machine detection on outbound calls and what to do when a machine answers.
+
+    When an agent has ``voicemail``, its outbound calls hold the greeting until livekit-agents'
+    answering-machine detection (``voice/amd/``) has classified the first thing the callee says:
+    a person hears the greeting at once; a machine gets ``action``, and the call ends
+    ``completed`` / ``voicemail``. Web calls never detect."""
+
+    action: Literal["hang_up", "leave_message"] = "hang_up"
+    """``hang_up`` at once, or ``leave_message``: say :attr:`message` in full, then hang up."""
+    message: str | None = Field(None, min_length=1, max_length=MAX_FIRST_MESSAGE)
+    """The message left on the machine (same placeholders as ``first_message``); required for
+    ``leave_message``."""
+    no_speech_seconds: float = Field(3.0, ge=0.5, le=30.0)
+    """A callee who says nothing this long after answering is taken for a person (greeted)."""
+    max_detection_seconds: float = Field(15.0, ge=2.0, le=60.0)
+    """Upper bound on holding the greeting; an undecided callee is then greeted."""
+
+    @model_validator(mode="after")
+    def _message_when_leaving_one(self) -> Voicemail:
+        if self.action == "leave_message" and not self.message:
+            raise ValueError("action leave_message needs a message")
+        if self.message is not None and (unknown := unknown_placeholders(self.message)):
+            raise ValueError(f"unknown placeholder {unknown[0]} in message")
+        return self
+
+
+class TransferDestination(_Model):
+    """Somewhere an agent may transfer a phone call to (a human, another line)."""
+
+    name: str = Field(..., min_length=1, max_length=40, pattern=r"^[a-z][a-z0-9_]*$")
+    """What the LLM names when it calls ``transfer_call`` (e.g. ``billing_desk``)."""
+    destination: str = Field(
+        ...,
+        pattern=r"^(\+[1-9][0-9]{6,14}|sips?:[^\s@]+@[^\s@]+)$",
+        max_length=255,
+    )
+    """An E.164 number (``+15550000100``) or a SIP URI (``sip:desk@pbx.example.com``)."""
+    description: str = Field(..., min_length=1, max_length=1_000)
+    """When to transfer there: the LLM reads it in the ``transfer_call`` tool."""
+    mode: Literal["cold", "warm"] = "cold"
+    """``cold``: SIP REFER hands the caller over and our leg ends. ``warm``: the agent first calls
+    the destination, briefs the human on the call, then connects the caller (livekit-agents'
+    ``WarmTransferTask``)."""
+
+
 class Agent(_Model):
     """One voice agent: what it says, how it thinks, hears and sounds."""
 
@@ -87,9 +135,25 @@ class Agent(_Model):
     tts: TTSConfig
     stt: STTConfig = Field(default_factory=STTConfig)
     knowledge_base_ids: tuple[KnowledgeBaseId, ...] = ()
-    tools: tuple[Literal["end_call"], ...] = ("end_call",)
-    """Built-in tools the LLM may call. ``end_call`` lets the agent hang up."""
+    tools: tuple[Literal["end_call", "send_dtmf"], ...] = ("end_call",)
+    """Built-in tools the LLM may call. ``end_call`` lets the agent hang up; ``send_dtmf`` lets it
+    press keys on a phone call (navigating an IVR). ``transfer_call`` is offered on phone calls
+    whenever :attr:`transfers` is not empty."""
     limits: CallLimits = Field(default_factory=CallLimits)
+    voicemail: Voicemail | None = None
+    """Answering-machine detection on outbound calls (None: every answer is greeted at once)."""
+    transfers: tuple[TransferDestination, ...] = ()
+    """Where the agent may transfer a phone call (its ``transfer_call`` tool)."""
+
+    @field_validator("transfers")
+    @classmethod
+    def _unique_transfer_names(
+        cls, transfers: tuple[TransferDestination, ...]
+    ) -> tuple[TransferDestination, ...]:
+        names = [t.name for t in transfers]
+        if len(set(names)) != len(names):
+            raise ValueError("transfer destination names must be unique")
+        return transfers
 
     @field_validator("first_message")
     @classmethod

@@ -29,8 +29,10 @@ __all__ = [
     "Fault",
     "Handoff",
     "TranscriptEntry",
+    "TransferReport",
     "TurnLatency",
     "UsageEntry",
+    "VoicemailReport",
 ]
 
 EventType = Literal["call.status", "call.progress", "call.ended"]
@@ -91,6 +93,8 @@ class TranscriptEntry(_Model):
     """Unix time the message was committed."""
     member: str | None = None
     interrupted: bool = False
+    source: Literal["voice", "dtmf"] = "voice"
+    """``dtmf``: keys the caller pressed (``text`` holds the digits, e.g. ``"42#"``)."""
 
 
 class Handoff(_Model):
@@ -100,6 +104,34 @@ class Handoff(_Model):
     to_member: str
     reason: str | None = None
     at: float
+
+
+class TransferReport(_Model):
+    """A phone call handed to someone else (``ended_reason`` ``transferred`` when it succeeded)."""
+
+    destination: str
+    """The E.164 number or SIP URI the caller was transferred to."""
+    name: str
+    """The destination's name in the agent definition."""
+    mode: Literal["cold", "warm"]
+    at: float
+    """Unix time the transfer was asked for."""
+    succeeded: bool
+    error: str | None = None
+    """Why it failed (e.g. the SIP status the far end answered), when it did."""
+
+
+class VoicemailReport(_Model):
+    """Answering-machine detection of an outbound call."""
+
+    verdict: Literal["human", "machine-vm", "machine-ivr", "machine-unavailable", "uncertain"]
+    """livekit-agents' AMD category for what answered."""
+    reason: str
+    """How the verdict was reached (``llm``, ``short_greeting``, ``no_speech_timeout``…)."""
+    detection_seconds: float
+    """How long detection held the greeting, from the answer to the verdict."""
+    action: Literal["greeted", "hung_up", "left_message"]
+    """What the agent did with the verdict."""
 
 
 class TurnLatency(_Model):
@@ -134,3 +166,7 @@ class CallEvent(_Model):
     transcript: list[TranscriptEntry] | None = None
     handoffs: list[Handoff] | None = None
     latency: list[TurnLatency] | None = None
+    transfer: TransferReport | None = None
+    """The transfer of a phone call (``call.ended`` only)."""
+    voicemail: VoicemailReport | None = None
+    """Answering-machine detection of an outbound call (``call.ended`` only)."""

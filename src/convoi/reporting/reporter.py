@@ -33,8 +33,10 @@ from convoi.reporting.events import (
     Fault,
     Handoff,
     TranscriptEntry,
+    TransferReport,
     TurnLatency,
     UsageEntry,
+    VoicemailReport,
 )
 
 __all__ = ["FINAL_EVENT_ATTEMPTS", "CallReporter", "EventStore", "ReportingError"]
@@ -190,8 +192,13 @@ class CallReporter:
         latency: Sequence[TurnLatency] = (),
         at: float | None = None,
         status: TerminalStatus | None = None,
+        transfer: TransferReport | None = None,
+        voicemail: VoicemailReport | None = None,
     ) -> CallEvent | None:
         """Terminal transition: ``call.status`` then ``call.ended``. No-op if already ended.
+
+        ``transfer`` and ``voicemail`` (what became of a transfer, what answering-machine
+        detection decided) go into ``call.ended`` even when the rest of it cannot be built.
 
         ``at`` is when the call really ended (e.g. the moment the caller hung up), if earlier
         than now; duration and cost count up to it. The status defaults to the reason's
@@ -209,7 +216,10 @@ class CallReporter:
             await self._emit("call.status", detail=detail)
         except Exception:
             logger.exception("could not record the final status event", extra=self._fields)
-        return await self._emit_final(detail, list(transcript), list(handoffs), list(latency))
+        outcome = {"transfer": transfer, "voicemail": voicemail}
+        return await self._emit_final(
+            detail, list(transcript), list(handoffs), list(latency), outcome
+        )
 
     async def _emit_final(
         self,
@@ -217,6 +227,7 @@ class CallReporter:
         transcript: list[TranscriptEntry],
         handoffs: list[Handoff],
         latency: list[TurnLatency],
+        outcome: dict[str, Any],
     ) -> CallEvent:
         """``call.ended``: in full, else without what could not be put in it; the outbox write is
         retried (:data:`FINAL_EVENT_ATTEMPTS`) before :class:`ReportingError`."""
@@ -233,6 +244,7 @@ class CallReporter:
                             transcript=transcript,
                             handoffs=handoffs,
                             latency=latency,
+                            **outcome,
                         )
                     except Exception:
                         logger.exception(
@@ -241,7 +253,7 @@ class CallReporter:
                             extra=self._fields,
                         )
                         event = self._build(
-                            "call.ended", sequence, detail=_degraded(detail), bare=True
+                            "call.ended", sequence, detail=_degraded(detail), bare=True, **outcome
                         )
                     return await self._commit(event)
                 except Exception as exc:

@@ -39,7 +39,7 @@ from convoi.definitions.ids import CallId
 from convoi.lifecycle import EndedReason, Fault, TerminalStatus
 from convoi.pipeline.factory import PipelineError, build_pipeline
 from convoi.reporting.channel import ReportingChannel
-from convoi.reporting.events import CallEvent
+from convoi.reporting.events import CallEvent, TransferReport, VoicemailReport
 from convoi.reporting.reporter import CallReporter, ReportingError
 from convoi.reporting.usage import UsageTracker
 from convoi.squads import SquadRuntime
@@ -171,6 +171,10 @@ class Call(CallControls):
         self._session_closed = asyncio.Event()
         self._greeted = False
         self._ending: asyncio.Task[CallEvent | None] | None = None
+        self.transfer: TransferReport | None = None
+        """The call's (last) transfer, for ``call.ended``."""
+        self.voicemail: VoicemailReport | None = None
+        """What answering-machine detection decided, for ``call.ended``."""
         self.reporter: CallReporter | None = None
         """Reports the lifecycle (None for a call without a valid call_id)."""
         if self.call_id is not None:
@@ -414,6 +418,8 @@ class Call(CallControls):
                 transcript=recorder.transcript if recorder else (),
                 latency=recorder.latency if recorder else (),
                 handoffs=squad.handoffs if squad else (),
+                transfer=self.transfer,
+                voicemail=self.voicemail,
             )
         except ReportingError:
             logger.error("the end of this call could not be recorded", extra=self.log_fields)

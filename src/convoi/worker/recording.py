@@ -14,7 +14,11 @@ from livekit.agents import llm
 from convoi.reporting.events import TranscriptEntry, TurnLatency
 from convoi.worker import metrics as worker_metrics
 
-__all__ = ["TranscriptRecorder"]
+__all__ = ["DTMF_EXTRA_KEY", "TranscriptRecorder"]
+
+DTMF_EXTRA_KEY = "convoi.dtmf"
+"""``ChatMessage.extra`` key marking a user message made of keys the caller pressed (its value:
+the digits). The transcript shows such a message as the digits, with ``source`` ``dtmf``."""
 
 _USER_METRICS = ("transcription_delay", "end_of_turn_delay")
 _AGENT_METRICS = ("e2e_latency", "llm_node_ttft", "tts_node_ttfb")
@@ -36,13 +40,15 @@ class TranscriptRecorder:
         if not isinstance(item, llm.ChatMessage) or item.role not in ("user", "assistant"):
             return
         member = self._current()
+        digits = item.extra.get(DTMF_EXTRA_KEY) if item.role == "user" else None
         self.transcript.append(
             TranscriptEntry(
                 role=item.role,
-                text=item.text_content or "",
+                text=str(digits) if digits else item.text_content or "",
                 at=item.created_at,
                 member=member if item.role == "assistant" else None,
                 interrupted=bool(item.interrupted),
+                source="dtmf" if digits else "voice",
             )
         )
         metrics: dict[str, float] = {
