@@ -167,11 +167,14 @@ def test_seed_example_creates_the_call_the_seed_describes(api: Api, example: See
     read = api.get(call["id"])
     assert read.status_code == 200
     got = read.json()
-    assert set(got) == set(call) | {"ended_reason"}
-    assert got["ended_reason"] is None
+    extensions = {"ended_reason", "fault", "detail"} | (
+        set() if is_web else {"transfer", "voicemail"}
+    )
+    assert set(got) == set(call) | extensions
+    assert all(got[k] is None for k in extensions)  # nothing has ended yet
     if is_web:
         assert got["livekit"] == {**call["livekit"], "token": None}
-    assert {k: v for k, v in got.items() if k not in ("livekit", "ended_reason")} == {
+    assert {k: v for k, v in got.items() if k not in {"livekit", *extensions}} == {
         k: v for k, v in call.items() if k != "livekit"
     }
 
@@ -462,6 +465,40 @@ def test_signed_events_update_what_get_returns(api: Api) -> None:
         assert session.get(Call, call_id).cost_amount == "0.0905"  # type: ignore[union-attr]
 
 
+def test_get_shows_why_a_call_ended_and_its_transfer_and_voicemail_reports(api: Api) -> None:
+    call_id = api.create(json.loads(OUTBOUND_FULL.text())).json()["id"]
+    transfer = {
+        "destination": "+15550000100", "name": "billing_desk", "mode": "cold",
+        "at": 1764619200.5, "succeeded": True, "error": None,
+    }  # fmt: skip
+    voicemail = {
+        "verdict": "human", "reason": "short_greeting", "detection_seconds": 1.2,
+        "action": "greeted",
+    }  # fmt: skip
+    ended = api.event(
+        call_id, 1, "completed", event_type="call.ended", ended_reason="transferred",
+        detail="transferred to billing_desk", transfer=transfer, voicemail=voicemail,
+    )  # fmt: skip
+    assert ended.status_code == 201
+    got = api.get(call_id).json()
+    assert (got["status"], got["ended_reason"], got["fault"]) == (
+        "completed",
+        "transferred",
+        None,
+    )
+    assert got["detail"] == "transferred to billing_desk"
+    assert (got["transfer"], got["voicemail"]) == (transfer, voicemail)
+
+    refused = api.create(json.loads(OUTBOUND_FULL.text())).json()["id"]
+    api.event(
+        refused, 1, "busy", event_type="call.ended", ended_reason="dial_busy",
+        fault="customer", detail="SIP 486 Busy Here",
+    )  # fmt: skip
+    got = api.get(refused).json()
+    assert (got["status"], got["fault"], got["detail"]) == ("busy", "customer", "SIP 486 Busy Here")
+    assert (got["transfer"], got["voicemail"]) == (None, None)
+
+
 def test_duplicate_event_is_acknowledged_once(api: Api) -> None:
     call_id = api.create(json.loads(WEB_MINIMAL.text())).json()["id"]
     body, headers = signed_event(SECRET, call_id, 1, "active", event_id="evt_" + "a" * 32)
@@ -555,7 +592,7 @@ def test_cli_migrate_and_create_key(
 
     monkeypatch.setenv("CONVOI_DATABASE_URL", f"sqlite:///{tmp_path}/cli.sqlite3")
     assert main(["migrate"]) == 0
-    assert "0001_initial" in capsys.readouterr().out
+    assert "0002_call_outcomes" in capsys.readouterr().out
     assert main(["create-key", "--account", "acct_demo", "--kind", "pk_live"]) == 0
     key = capsys.readouterr().out.strip()
     assert re.fullmatch(r"pk_live_[0-9a-f]{48}", key)

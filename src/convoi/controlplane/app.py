@@ -14,7 +14,8 @@ where the seed is silent or contradicts itself (also in the OpenAPI description 
   ``idempotency_key_in_use`` only while the first request is still running).
 - ``pk_live_`` keys: 403 for workforce calls (seed) and for any phone call (toll fraud); they may
   read their account's web calls only.
-- ``ended_reason`` in GET responses is an extension; GET never returns the participant token.
+- ``ended_reason``, ``fault``, ``detail`` (and for phone calls ``transfer``, ``voicemail``) in GET
+  responses are extensions; GET never returns the participant token.
 """
 
 from __future__ import annotations
@@ -63,7 +64,9 @@ still running 409 `idempotency_key_in_use`. Failed requests are not stored.
 
 **Errors**: every error has the body `{"error": {"code", "message", "field"}}`.
 
-**Extensions**: `ended_reason` in GET responses; `cost.amount` is rounded to 6 decimals.
+**Extensions**: `ended_reason`, `fault` and `detail` in GET responses, and for phone calls
+`transfer` (destination, cold/warm, succeeded) and `voicemail` (answering-machine verdict,
+detection seconds, action); `cost.amount` is rounded to 6 decimals.
 """
 
 

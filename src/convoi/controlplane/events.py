@@ -81,6 +81,10 @@ class SqlEventStore:
         }
         if event.metadata is not None:
             values["call_metadata"] = event.metadata
+        for outcome in ("transfer", "voicemail"):
+            report = getattr(event, outcome)
+            if report is not None:
+                values[outcome] = report.model_dump(mode="json")
         session.execute(
             update(Call)
             .where(Call.id == event.call_id, Call.last_event_sequence < event.sequence)

@@ -37,6 +37,8 @@ def _fields(call: Call, settings: ControlPlaneSettings, token: str | None) -> di
         "created_at": call.created_at,
         "updated_at": call.updated_at,
         "ended_reason": call.ended_reason,
+        "fault": call.fault,
+        "detail": call.detail,
     }
     if call.type == "web":
         data["livekit"] = {
@@ -48,18 +50,22 @@ def _fields(call: Call, settings: ControlPlaneSettings, token: str | None) -> di
         data["squad_id"] = call.squad_id
         data["phone_number_id"] = call.phone_number_id
         data["customer"] = {"number": call.customer_number}
+        data["transfer"] = call.transfer
+        data["voicemail"] = call.voicemail
     return data
 
 
 def created_body(call: Call, settings: ControlPlaneSettings, token: str | None) -> str:
     """The 201 body (exact JSON text, also stored for idempotent replays)."""
     data = _fields(call, settings, token)
-    del data["ended_reason"]  # the seed's 201 body has no ended_reason
+    for extension in ("ended_reason", "fault", "detail", "transfer", "voicemail"):
+        data.pop(extension, None)  # the seed's 201 body has none of them
     model = WebCallPublic if call.type == "web" else PhoneCallPublic
     return model.model_validate(data).model_dump_json()
 
 
 def read_model(call: Call, settings: ControlPlaneSettings) -> WebCall | PhoneCall:
-    """The GET body: current state, ``ended_reason`` included, no token."""
+    """The GET body: current state, the extensions (``ended_reason``, ``fault``, ``detail``,
+    ``transfer``, ``voicemail``) included, no token."""
     model = WebCall if call.type == "web" else PhoneCall
     return model.model_validate(_fields(call, settings, None))

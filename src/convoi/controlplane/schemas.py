@@ -5,7 +5,9 @@ rule (id prefixes, E.164, agent_id/squad_id, overrides) is the CallSpec's, appli
 CallSpec the worker will receive is built (:mod:`convoi.controlplane.calls`).
 
 Responses: ``WebCallPublic`` / ``PhoneCallPublic`` are the 201 bodies, exactly the seed's fields;
-``WebCall`` / ``PhoneCall`` (GET) add ``ended_reason`` (an extension) and never repeat the token.
+``WebCall`` / ``PhoneCall`` (GET) add extensions — ``ended_reason``, ``fault``, ``detail`` and, for
+phone calls, ``transfer`` and ``voicemail`` (the worker's ``call.ended`` reports) — and never
+repeat the token.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, WithJsonSchema
 
-from convoi.lifecycle import CallStatus
+from convoi.lifecycle import CallStatus, Fault
+from convoi.reporting.events import TransferReport, VoicemailReport
 
 __all__ = [
     "CallCreate",
@@ -215,18 +218,44 @@ _ENDED_REASON_TEXT = (
 )
 
 
-class WebCall(WebCallPublic):
+class _Outcome(BaseModel):
+    """Extensions of the GET body (not in the seed): how the call ended, and why."""
+
+    ended_reason: str | None = Field(description=_ENDED_REASON_TEXT)
+    fault: Fault | None = Field(
+        None,
+        description="Extension: whose side made the call not succeed (customer, provider, "
+        "platform, config); null for normal endings and before the end.",
+    )
+    detail: str | None = Field(
+        None,
+        description="Extension: what a human can act on, e.g. the SIP status of a refused call "
+        "or the field of an invalid request; null when there is nothing to add.",
+    )
+
+
+class _PhoneOutcome(_Outcome):
+    transfer: TransferReport | None = Field(
+        None,
+        description="Extension: the call's transfer to a human (destination, cold or warm, "
+        "whether it succeeded); null when none was attempted.",
+    )
+    voicemail: VoicemailReport | None = Field(
+        None,
+        description="Extension: answering-machine detection (verdict, seconds it held the "
+        "greeting, what the agent did); null when the agent does not detect.",
+    )
+
+
+class WebCall(_Outcome, WebCallPublic):
     """A web call, as read back by ``GET /api/v1/public/calls/{id}``."""
 
     # read back without the join token: deliberately wider than the 201 body's LiveKitAccess
     livekit: LiveKitSession  # type: ignore[assignment]
-    ended_reason: str | None = Field(description=_ENDED_REASON_TEXT)
 
 
-class PhoneCall(PhoneCallPublic):
+class PhoneCall(_PhoneOutcome, PhoneCallPublic):
     """An outbound phone call, as read back by ``GET /api/v1/public/calls/{id}``."""
-
-    ended_reason: str | None = Field(description=_ENDED_REASON_TEXT)
 
 
 CallCreated = Annotated[WebCallPublic | PhoneCallPublic, Field(discriminator="type")]

@@ -130,8 +130,10 @@ def signed_event(
     metadata: dict[str, object] | None = None,
     event_id: str | None = None,
     now: float | None = None,
+    **fields: object,
 ) -> tuple[bytes, dict[str, str]]:
-    """A worker-style call event for ``call_id``: (body bytes, signature headers)."""
+    """A worker-style call event for ``call_id``: (body bytes, signature headers); ``fields``
+    are further :class:`~convoi.reporting.events.CallEvent` fields (fault, detail, transfer…)."""
     event = CallEvent.model_validate(
         {
             "id": event_id or f"evt_{uuid.uuid4().hex}",
@@ -144,6 +146,7 @@ def signed_event(
             "duration_seconds": duration_seconds,
             "cost": {"amount": cost, "currency": "USD"},
             "metadata": metadata,
+            **fields,
         }
     )
     body = event.model_dump_json().encode()

@@ -126,6 +126,10 @@ class Call(Base):
     ended_reason: Mapped[str | None] = mapped_column(String(40))
     fault: Mapped[str | None] = mapped_column(String(20))
     detail: Mapped[str | None] = mapped_column(Text)
+    transfer: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    """The ``call.ended`` event's ``transfer`` (destination, mode, succeeded), as JSON."""
+    voicemail: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    """The ``call.ended`` event's ``voicemail`` (verdict, detection_seconds, action), as JSON."""
     duration_seconds: Mapped[float] = mapped_column(Float, default=0.0)
     cost_amount: Mapped[str] = mapped_column(String(64), default="0")
     """Exact decimal, plain notation."""
