@@ -79,6 +79,9 @@ def make_settings(tmp_path: Path, **env: Any) -> ControlPlaneSettings:
         "CONVOI_EVENTS_SECRET": SECRET,
         "CONVOI_PUBLIC_LIVEKIT_URL": PUBLIC_URL,
         "CONVOI_AGENT_NAME": "convoi-test",
+        # the app's own lease sweep never interferes (tests/test_controlplane_leases.py sweeps)
+        "CONVOI_CALL_LEASE_SECONDS": 3600,
+        "CONVOI_CALL_START_LEASE_SECONDS": 3600,
         **env,
     }
     return ControlPlaneSettings(**values)

@@ -75,6 +75,7 @@ CLASSIFICATION: dict[str, tuple[CallStatus, Fault | None]] = {
     "provider_error": ("failed", "provider"),
     "worker_shutdown": ("failed", "platform"),
     "worker_error": ("failed", "platform"),
+    "worker_lost": ("failed", "platform"),
 }
 
 

@@ -32,6 +32,7 @@ from convoi.controlplane.api.main import api_router
 from convoi.controlplane.api.state import ControlPlaneState
 from convoi.controlplane.db.engine import Database
 from convoi.controlplane.db.migrate import upgrade_to_head
+from convoi.controlplane.leases import LeaseKeeper, Leases
 from convoi.controlplane.livekit import LiveKitApiGateway, LiveKitGateway
 from convoi.controlplane.log import logger
 from convoi.controlplane.settings import ControlPlaneSettings
@@ -107,12 +108,20 @@ def create_app(
         definitions=definitions or load_definitions(settings.config_dir).definitions,
     )
 
+    leases = LeaseKeeper(
+        state.database,
+        state.gateway,
+        Leases(active=settings.call_lease_seconds, starting=settings.call_start_lease_seconds),
+    )
+
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         await run_in_threadpool(startup, state)
+        leases.start()
         try:
             yield
         finally:
+            await leases.stop()
             if owned_gateway:
                 await run_in_threadpool(state.gateway.close)
             if owned_database:

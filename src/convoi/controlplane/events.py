@@ -6,7 +6,8 @@ call id and ``Convoi-Event-Id`` checks → 422, then ``store.record``); :class:`
 store it records into. Each distinct event id is kept in ``call_events`` (a repeat answers
 "duplicate" and changes nothing); the call's state (status, ended_reason, duration, cost,
 metadata, updated_at) follows the event with the highest ``sequence`` seen: an older event that
-arrives late is stored but never overwrites newer state.
+arrives late is stored but never overwrites newer state. The first terminal event wins: after it,
+only events of the same ending (status and ended_reason) apply.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from convoi.controlplane.db.models import Call, CallEventRecord, utcnow
 from convoi.controlplane.errors import NotFound
+from convoi.lifecycle import TERMINAL_STATUSES
 from convoi.receiver import IngestResult, RecordOutcome, ingest_event
 from convoi.reporting.events import CallEvent
 
@@ -87,7 +89,15 @@ class SqlEventStore:
                 values[outcome] = report.model_dump(mode="json")
         session.execute(
             update(Call)
-            .where(Call.id == event.call_id, Call.last_event_sequence < event.sequence)
+            .where(
+                Call.id == event.call_id,
+                Call.last_event_sequence < event.sequence,
+                # the first terminal event wins: once ended, only more of the same ending applies
+                # (call.ended after call.status), never another one (a late event after the lease
+                # expired, see convoi.controlplane.leases)
+                Call.status.not_in(TERMINAL_STATUSES)
+                | ((Call.status == event.status) & (Call.ended_reason == event.ended_reason)),
+            )
             .values(**values)
         )
         session.commit()

@@ -214,7 +214,8 @@ _ENDED_REASON_TEXT = (
     "Extension (not in the seed): why the call ended, once terminal; null before. E.g. "
     "customer_hangup, agent_hangup, silence_timeout, max_duration, voicemail, dial_busy, "
     "dial_no_answer, dial_failed, participant_never_joined, invalid_request, provider_error, "
-    "worker_error."
+    "worker_error, worker_lost (the control plane heard nothing from the worker for the "
+    "call's lease)."
 )
 
 

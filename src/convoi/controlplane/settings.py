@@ -55,6 +55,14 @@ class ControlPlaneSettings(BaseSettings):
         300, alias="CONVOI_ROOM_EMPTY_TIMEOUT_SECONDS", ge=10, le=86_400
     )
     """LiveKit closes a call's room when nobody joined it within this time."""
+    call_lease_seconds: float = Field(60.0, alias="CONVOI_CALL_LEASE_SECONDS", ge=5, le=3600)
+    """An ``active`` call with no event from its worker for this long is ended ``failed`` /
+    ``worker_lost`` (the worker reports progress every ``CONVOI_PROGRESS_INTERVAL``)."""
+    call_start_lease_seconds: float = Field(
+        180.0, alias="CONVOI_CALL_START_LEASE_SECONDS", ge=5, le=3600
+    )
+    """The same for a call still ``initiated`` or ``ringing`` (no worker took it, or it died while
+    the phone rang)."""
     dev_api_keys: str = Field("", alias="CONVOI_DEV_API_KEYS")
     """Local use only: ``acct_demo=sk_live_…,acct_demo=pk_live_…`` stored (hashed) at start-up."""
 

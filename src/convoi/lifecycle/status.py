@@ -48,7 +48,9 @@ Fault mapping (:func:`classify`). ``fault`` answers *whose side made the call no
   ``failed`` rather than ``canceled`` because nobody withdrew the call; it was attempted and did
   not happen.
 - ``invalid_request`` → (``failed``, ``config``); ``provider_error`` → (``failed``, ``provider``);
-  ``worker_shutdown`` and ``worker_error`` → (``failed``, ``platform``).
+  ``worker_shutdown``, ``worker_error`` and ``worker_lost`` → (``failed``, ``platform``).
+  ``worker_lost`` is the control plane's verdict (no event from the worker within the call's
+  lease, :mod:`convoi.controlplane.leases`); a worker never reports it.
 
 ``end(reason, at, status=..., fault=...)`` may override either half of the classification (e.g.
 ``worker_shutdown`` while still ringing → :meth:`~CallLifecycle.cancel`); the transition table
@@ -104,6 +106,7 @@ _CLASSIFICATION: Final[dict[EndedReason, tuple[TerminalStatus, Fault | None]]] =
     "provider_error": ("failed", "provider"),
     "worker_shutdown": ("failed", "platform"),
     "worker_error": ("failed", "platform"),
+    "worker_lost": ("failed", "platform"),
 }
 
 

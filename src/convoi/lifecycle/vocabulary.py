@@ -36,6 +36,7 @@ EndedReason = Literal[
     "provider_error",
     "worker_shutdown",
     "worker_error",
+    "worker_lost",
 ]
 """Why a call ended; :func:`convoi.lifecycle.classify` maps each to a terminal status and fault."""
 

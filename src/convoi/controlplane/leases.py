@@ -1,0 +1,185 @@
+"""Call leases: a call the worker has gone silent about is ended ``failed`` / ``worker_lost``.
+
+A running call reports at least every ``CONVOI_PROGRESS_INTERVAL`` (5 s by default) while active;
+every event it sends renews its lease. When the whole worker dies nobody else will report the
+call, so the control plane ends it itself: a call still ``active`` with no event for
+``call_lease_seconds`` (60 s by default), or still ``initiated``/``ringing`` with none for
+``call_start_lease_seconds`` (180 s: covers waiting for a worker and the longest ringing), is
+ended ``failed`` / ``worker_lost`` (fault ``platform``) with its last reported duration and cost,
+a ``call.ended`` event is stored for it (as if the worker had sent it), and its room is deleted so
+nobody stays in a dead call.
+
+The first terminal event wins (:mod:`convoi.controlplane.events`): a real ``call.ended`` that
+arrives after the lease expired is stored but does not change the call.
+
+:func:`expire_calls` does one sweep (pure database work, testable with a clock); :class:`LeaseKeeper`
+runs it periodically in the API process and deletes the rooms.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session
+
+from convoi.controlplane.db.engine import Database
+from convoi.controlplane.db.models import Call, CallEventRecord
+from convoi.controlplane.livekit import LiveKitGateway
+from convoi.controlplane.log import logger
+from convoi.lifecycle import classify
+from convoi.reporting.events import CallEvent, Cost
+
+__all__ = ["ExpiredCall", "LeaseKeeper", "Leases", "expire_calls"]
+
+_STARTING = ("initiated", "ringing")
+
+
+@dataclass(frozen=True)
+class Leases:
+    """How long a call may go without an event before it is taken for lost (seconds)."""
+
+    active: float = 60.0
+    """For an ``active`` call (which reports progress every few seconds)."""
+    starting: float = 180.0
+    """For an ``initiated`` or ``ringing`` call (waiting for a worker, then ringing)."""
+
+
+@dataclass(frozen=True)
+class ExpiredCall:
+    """A call :func:`expire_calls` ended."""
+
+    call_id: str
+    room_id: str | None
+    silent_seconds: float
+
+
+def expire_calls(session: Session, now: datetime, leases: Leases) -> list[ExpiredCall]:
+    """End every call whose lease ran out at ``now``; return them (their rooms still exist)."""
+    active_cutoff = now - timedelta(seconds=leases.active)
+    starting_cutoff = now - timedelta(seconds=leases.starting)
+    stale = session.scalars(
+        select(Call).where(
+            or_(
+                (Call.status == "active") & (Call.updated_at < active_cutoff),
+                Call.status.in_(_STARTING) & (Call.updated_at < starting_cutoff),
+            )
+        )
+    ).all()
+    expired: list[ExpiredCall] = []
+    for call in stale:
+        silent = (now - _aware(call.updated_at)).total_seconds()
+        lease = leases.active if call.status == "active" else leases.starting
+        _end_lost(session, call, now, silent, lease)
+        expired.append(ExpiredCall(call.id, call.room_id, silent))
+    session.commit()
+    return expired
+
+
+def _end_lost(session: Session, call: Call, now: datetime, silent: float, lease: float) -> None:
+    status, fault = classify("worker_lost")
+    detail = (
+        f"no event from the worker for {silent:.0f} s (lease {lease:.0f} s while "
+        f"{call.status}): the worker running the call was lost"
+    )
+    event = CallEvent(
+        id=f"evt_{uuid.uuid4().hex}",
+        call_id=call.id,
+        sequence=call.last_event_sequence + 1,
+        type="call.ended",
+        created_at=now.timestamp(),
+        status=status,
+        ended_reason="worker_lost",
+        fault=fault,
+        detail=detail,
+        duration_seconds=call.duration_seconds,
+        cost=Cost(amount=Decimal(call.cost_amount)),
+        metadata=call.call_metadata,
+    )
+    session.add(
+        CallEventRecord(
+            id=event.id,
+            call_id=call.id,
+            sequence=event.sequence,
+            type=event.type,
+            status=event.status,
+            received_at=now,
+            body=event.model_dump_json(),
+            duplicates=0,
+        )
+    )
+    call.status, call.ended_reason, call.fault, call.detail = status, "worker_lost", fault, detail
+    call.last_event_sequence = event.sequence
+    call.updated_at = now
+    logger.warning(
+        "call lost: no event from its worker within its lease",
+        extra={"call_id": call.id, "silent_seconds": round(silent, 1), "lease_seconds": lease},
+    )
+
+
+def _aware(moment: datetime) -> datetime:
+    """SQLite hands naive datetimes back; they are UTC."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+class LeaseKeeper:
+    """Sweeps the calls every ``interval`` seconds and deletes the rooms of lost calls."""
+
+    def __init__(
+        self,
+        database: Database,
+        gateway: LiveKitGateway,
+        leases: Leases,
+        *,
+        interval: float | None = None,
+    ) -> None:
+        self._database = database
+        self._gateway = gateway
+        self._leases = leases
+        self._interval = interval or max(1.0, min(leases.active, leases.starting) / 6)
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        """Start sweeping (in the running event loop)."""
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="convoi-call-leases")
+
+    async def stop(self) -> None:
+        """Stop sweeping."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def sweep(self) -> list[ExpiredCall]:
+        """One sweep now: end the lost calls, delete their rooms."""
+        expired = await asyncio.to_thread(self._expire)
+        for call in expired:
+            if call.room_id:
+                try:
+                    await asyncio.to_thread(self._gateway.delete_room, call.room_id)
+                except Exception as exc:  # the room may be gone already; the call is ended anyway
+                    logger.info(
+                        "could not delete the room of a lost call: %s",
+                        type(exc).__name__,
+                        extra={"call_id": call.call_id, "room": call.room_id},
+                    )
+        return expired
+
+    def _expire(self) -> list[ExpiredCall]:
+        with self._database.session() as session:
+            return expire_calls(session, datetime.now(UTC), self._leases)
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self.sweep()
+            except Exception:
+                logger.exception("call lease sweep failed; trying again")
+            await asyncio.sleep(self._interval)  # the sweep period itself
