@@ -185,6 +185,14 @@ class Outbox:
             ).fetchone()
         return int(value)
 
+    def latest(self, call_id: str) -> CallEvent | None:
+        """The call's newest event in the outbox (highest sequence), delivered or not."""
+        rows = self._read(
+            "SELECT body FROM outbox WHERE call_id = :call_id ORDER BY sequence DESC LIMIT 1",
+            {"call_id": call_id},
+        )
+        return CallEvent.model_validate_json(rows[0][0]) if rows else None
+
     def due(self, now: float | None = None, limit: int = 100) -> list[PendingEvent]:
         """Undelivered events whose ``next_attempt_at <= now``, by call id then sequence.
 

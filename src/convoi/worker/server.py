@@ -12,6 +12,7 @@ from convoi.reporting.channel import ReportingChannel
 from convoi.worker.config import WorkerConfig
 from convoi.worker.entrypoint import entrypoint, prewarm
 from convoi.worker.metrics import metrics_server_options
+from convoi.worker.supervision import watch_job_processes
 
 __all__ = ["MAIN_PROCESS_POLL_SECONDS", "build_server"]
 
@@ -45,6 +46,7 @@ def build_server(config: WorkerConfig) -> AgentServer:
     )
     server.rtc_session(functools.partial(entrypoint, config), agent_name=settings.agent_name)
     _send_leftover_events_from_the_main_process(server, config)
+    watch_job_processes(server, config)
     return server
 
 
