@@ -146,8 +146,12 @@ def run_demo(providers: str, workdir: Path) -> int:
             "LIVEKIT_API_SECRET": server.api_secret,
             "CONVOI_NUM_IDLE_PROCESSES": "1",
             "CONVOI_LOAD_THRESHOLD": "inf",
-            # the demo's own outbox: its events never linger in the default one
+            # the demo's own outbox: its events never linger in the default one, and are not
+            # sent to a control plane configured in the environment or .env (it would not know
+            # the demo's call and refuse its events): the demo reads call.ended from that file
             "CONVOI_OUTBOX_PATH": str(workdir / "outbox.sqlite3"),
+            "CONVOI_API_URL": "",
+            "CONVOI_EVENTS_SECRET": "",
         }
         if real:
             _say("providers: the real OpenAI, Deepgram and ElevenLabs (keys from the environment)")
