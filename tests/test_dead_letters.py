@@ -24,6 +24,8 @@ from tests.helpers import free_port, make_event, wait_until
 
 SECRET = "dead-letter-test-secret"
 BODY_SECRET = "receiver-detail-that-must-not-be-logged"
+BOUND = 4
+"""``dead_letter_after`` of the senders in these tests."""
 Answer = Callable[[CallEvent, int], tuple[int, dict[str, object]]]
 """(the event POSTed, how many POSTs it had before) → (status, JSON body)."""
 
@@ -85,7 +87,6 @@ def settings(tmp_path: Path, receiver: FakeReceiver) -> DeliverySettings:
         backoff_initial=0.01,
         backoff_max=0.05,
         request_timeout=5.0,
-        dead_letter_after=4,
     )
 
 
@@ -100,7 +101,7 @@ async def deliveries() -> AsyncIterator[list[EventDelivery]]:
 def start(
     deliveries: list[EventDelivery], settings: DeliverySettings, **kw: object
 ) -> EventDelivery:
-    delivery = EventDelivery(settings, **kw)  # type: ignore[arg-type]
+    delivery = EventDelivery(settings, dead_letter_after=BOUND, **kw)  # type: ignore[arg-type]
     delivery.start()
     deliveries.append(delivery)
     return delivery
@@ -174,7 +175,7 @@ async def test_unknown_call_is_dead_lettered_after_bounded_tries_and_logged_once
     known = await add(delivery, "call_y", 2)
 
     assert await delivery.flush(timeout=20)  # nothing pending: delivered or dead
-    assert receiver.posts(unknown[0]) == settings.dead_letter_after  # bounded
+    assert receiver.posts(unknown[0]) == BOUND  # bounded
     assert receiver.posts(unknown[1]) == receiver.posts(unknown[2]) == 0  # not sent at all
     assert [receiver.posts(e) for e in known] == [1, 1]  # the other call flowed
 
@@ -182,7 +183,7 @@ async def test_unknown_call_is_dead_lettered_after_bounded_tries_and_logged_once
     assert [d.event_id for d in dead] == [e.id for e in unknown]
     assert [(d.status, d.error_code) for d in dead] == [(404, "call_not_found")] * 3
     assert [d.scope for d in dead] == ["event", "call", "call"]
-    assert dead[0].attempts == settings.dead_letter_after
+    assert dead[0].attempts == BOUND
     assert dead[0].body == unknown[0].model_dump_json()  # kept whole, to inspect or requeue
     assert delivery.stats.dead_lettered == 3
 
@@ -213,7 +214,7 @@ async def test_two_senders_on_one_outbox_count_refusals_once(
     (event,) = await add(one, "call_z", 1)
     two.notify()
     assert await one.flush(timeout=20) and await two.flush(timeout=20)
-    assert receiver.posts(event) == settings.dead_letter_after
+    assert receiver.posts(event) == BOUND
     assert one.outbox.dead_letter_count() == 1
     for delivery in (one, two):
         await delivery.aclose(timeout=0)
@@ -242,7 +243,7 @@ async def test_a_refused_event_is_dead_lettered_alone_and_the_call_goes_on(
     assert await delivery.flush(timeout=20)
     stored = [event_id for event_id, status in receiver.log if status == 201]
     assert stored == [events[0].id, events[2].id]  # in order, seq 3 after seq 2 was settled
-    assert receiver.posts(events[1]) == settings.dead_letter_after
+    assert receiver.posts(events[1]) == BOUND
     (dead,) = delivery.outbox.dead_letters()
     assert (dead.event_id, dead.status, dead.error_code, dead.scope) == (
         events[1].id,
@@ -265,7 +266,7 @@ async def test_a_refused_event_is_dead_lettered_alone_and_the_call_goes_on(
 async def test_server_errors_are_retried_past_the_bound_and_delivered(
     receiver: FakeReceiver, settings: DeliverySettings, deliveries: list[EventDelivery]
 ) -> None:
-    tries = 3 * settings.dead_letter_after
+    tries = 3 * BOUND
     receiver.answer = lambda e, n: (503, {"error": "down"}) if n < tries else (201, {})
     delivery = start(deliveries, settings)
     (event,) = await add(delivery, "call_s", 1)
@@ -282,7 +283,7 @@ async def test_a_bad_secret_is_retried_not_dead_lettered(
     receiver.answer = lambda e, n: (401, {"error": "invalid_signature"})
     delivery = start(deliveries, settings)
     (event,) = await add(delivery, "call_t", 1)
-    bound = 2 * settings.dead_letter_after
+    bound = 2 * BOUND
     await wait_until(lambda: receiver.posts(event) > bound, "retries past the dead-letter bound")
     assert delivery.outbox.dead_letter_count() == 0
     assert delivery.outbox.pending_count() == 1
@@ -293,7 +294,7 @@ async def test_a_bad_secret_is_retried_not_dead_lettered(
 async def test_a_transient_404_then_known_call_is_delivered(
     receiver: FakeReceiver, settings: DeliverySettings, deliveries: list[EventDelivery]
 ) -> None:
-    limit = settings.dead_letter_after - 1
+    limit = BOUND - 1
     receiver.answer = lambda e, n: call_not_found(e, n) if len(receiver.log) < limit else (201, {})
     delivery = start(deliveries, settings)  # the call becomes known after `limit` refusals
     events = await add(delivery, "call_u", 2)

@@ -9,7 +9,7 @@ and connection errors are retried with exponential backoff and full jitter:
 ``random() * min(max, initial * 2**attempts)``, per event, with ``Retry-After`` honoured (up to the
 max) on 429/503. A permanent refusal (404/410: the receiver does not know the call; 400/413/422:
 it refuses this event) is retried the same way (with at least half the cap as delay), and after
-``CONVOI_DELIVERY_DEAD_LETTER_AFTER`` refusals (default 5) the event moves to the outbox's dead
+:data:`DEAD_LETTER_AFTER` refusals (5) the event moves to the outbox's dead
 letters, logged once (call id, event id, status, the receiver's error code; never the body). A
 404/410 takes the call's other pending and later events with it; a 400/413/422 only this event, and
 the call's next events go on. 401/403, 3xx and other 4xx mean the sender is misconfigured (secret,
@@ -48,9 +48,20 @@ from convoi.reporting.outbox import Outbox, PendingEvent
 from convoi.reporting.refusals import Verdict, classify, error_code
 from convoi.reporting.signing import signature_headers
 
-__all__ = ["DeliverySettings", "DeliveryStats", "EventDelivery", "deliver_pending", "main"]
+__all__ = [
+    "DEAD_LETTER_AFTER",
+    "DeliverySettings",
+    "DeliveryStats",
+    "EventDelivery",
+    "deliver_pending",
+    "main",
+]
 
 logger = logging.getLogger("convoi.reporting.delivery")
+
+DEAD_LETTER_AFTER = 5
+"""Permanent refusals (404, 410, 400, 413, 422) of one event before it is dead-lettered; with the
+default backoff they span about 7 s at least (half the doubling cap, 0.5 s → 8 s, summed)."""
 
 _ERROR_BODY_BYTES = 2048
 """How much of an error answer is read to find the receiver's error code (then dropped)."""
@@ -75,8 +86,6 @@ class DeliverySettings(BaseSettings):
     """Largest retry delay in seconds."""
     request_timeout: float = Field(10.0, alias="CONVOI_DELIVERY_TIMEOUT", gt=0)
     """Total timeout of one POST, in seconds."""
-    dead_letter_after: int = Field(5, alias="CONVOI_DELIVERY_DEAD_LETTER_AFTER", ge=1, le=1000)
-    """Permanent refusals (404, 410, 400, 413, 422) of one event before it is dead-lettered."""
 
     @model_validator(mode="after")
     def _check_backoff(self) -> DeliverySettings:
@@ -109,7 +118,8 @@ class EventDelivery:
     ``outbox`` defaults to ``Outbox(settings.outbox_path)`` (then closed by :meth:`aclose`).
     ``lease`` bounds how long claimed events are hidden from other processes sharing the file;
     ``poll_interval`` is how often it looks for events added by other processes; delivered events
-    older than ``retention`` seconds are purged at start; ``clock`` and ``jitter`` are injectable
+    older than ``retention`` seconds are purged at start; an event refused for good
+    ``dead_letter_after`` times goes to the dead letters; ``clock`` and ``jitter`` are injectable
     for tests.
     """
 
@@ -124,6 +134,7 @@ class EventDelivery:
         lease: float | None = None,
         poll_interval: float = 10.0,
         retention: float | None = 7 * 86400.0,
+        dead_letter_after: int = DEAD_LETTER_AFTER,
         clock: Callable[[], float] = time.time,
         jitter: Callable[[], float] = random.random,
     ) -> None:
@@ -142,6 +153,9 @@ class EventDelivery:
         self._lease = lease if lease is not None else max(60.0, 3 * settings.request_timeout)
         self._poll_interval = poll_interval
         self._retention = retention
+        if dead_letter_after < 1:
+            raise ValueError("dead_letter_after must be at least 1")
+        self._dead_letter_after = dead_letter_after
         self._clock = clock
         self._jitter = jitter
         self._wake = asyncio.Event()
@@ -310,7 +324,7 @@ class EventDelivery:
             refused=verdict.permanent,
         )
         self.stats.failed += 1
-        if verdict.permanent and refusals >= self._settings.dead_letter_after:
+        if verdict.permanent and refusals >= self._dead_letter_after:
             await self._dead_letter(pending, status, code, verdict, attempts)
             return verdict is Verdict.REFUSED  # the call's next events may go on
         self._log_failure(pending, status, error, attempts, delay, verdict)
