@@ -14,13 +14,18 @@ from pathlib import Path
 
 import pytest
 from aiohttp import web
+from fastapi.testclient import TestClient
 
+from convoi.controlplane import create_app
+from convoi.devstack.controlplane_fakes import FakeLiveKitGateway, signed_event
 from convoi.reporting.delivery import DeliverySettings, EventDelivery
 from convoi.reporting.events import CallEvent
 from convoi.reporting.outbox import Outbox
 from convoi.reporting.refusals import Verdict, classify, error_code
 from convoi.worker.cli import main as worker_cli
 from tests.helpers import free_port, make_event, wait_until
+from tests.test_controlplane_api import SECRET as API_SECRET
+from tests.test_controlplane_api import make_settings
 
 SECRET = "dead-letter-test-secret"
 BODY_SECRET = "receiver-detail-that-must-not-be-logged"
@@ -371,3 +376,18 @@ def test_command_line_lists_and_requeues_dead_letters(
     assert worker_cli(["outbox", "--outbox", str(path), "status"]) == 0
     assert "1 pending, 0 dead" in capsys.readouterr().out
     assert worker_cli(["outbox", "--outbox", str(tmp_path / "none"), "status"]) == 2
+
+
+def test_the_control_plane_refuses_an_unknown_calls_event_as_delivery_expects(
+    tmp_path: Path,
+) -> None:
+    """The contract with ``convoi-api``: an event for a call it never created is a 404 whose
+    error code delivery reads as "call unknown" (so it is dead-lettered, not retried forever)."""
+    app = create_app(make_settings(tmp_path), FakeLiveKitGateway())
+    with TestClient(app) as client:
+        body, headers = signed_event(API_SECRET, "call_neverCreated0001", 1, "active")
+        response = client.post(
+            "/internal/v1/calls/call_neverCreated0001/events", content=body, headers=headers
+        )
+    assert classify(response.status_code) is Verdict.CALL_UNKNOWN
+    assert error_code(response.content) == "call_not_found"
