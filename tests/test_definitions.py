@@ -409,26 +409,61 @@ def test_missing_config_folder_is_an_error(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("block", "model", "expected"),
     [
-        pytest.param("llm", "gpt-4.1", "llm.model: openai/gpt-4.1 has no price", id="llm"),
+        pytest.param(
+            "llm",
+            "gpt-4.1",
+            "llm.model: openai/gpt-4.1 has no price in the price list; priced openai llm models:"
+            " gpt-4.1-mini, gpt-4o, gpt-4o-mini",
+            id="llm",
+        ),
         pytest.param("stt", "nova-2-phonecall", "stt.model: deepgram/nova-2-phonecall", id="stt"),
         pytest.param(
             "tts",
             "eleven_multilingual_v2",
-            "tts.model: elevenlabs/eleven_multilingual_v2",
+            "tts.model: elevenlabs/eleven_multilingual_v2 has no price",
             id="tts",
         ),
     ],
 )
-def test_unpriced_model_is_a_warning_not_an_error(
-    tmp_path: Path, block: str, model: str, expected: str
-) -> None:
+def test_unpriced_model_is_refused(tmp_path: Path, block: str, model: str, expected: str) -> None:
     config = copy_config(tmp_path)
     _set("agents/support.yaml", block, "model", value=model)(config)
-    result = load_definitions(config)  # does not raise
-    assert result.definitions.agents[SUPPORT].model_dump()[block]["model"] == model
-    warnings = [str(w) for w in result.warnings]
-    assert any(f"agents_config/agents/support.yaml: {expected}" in w for w in warnings), warnings
-    assert any("unpriced" in w for w in warnings)
+    issues = [str(i) for i in config_issues(config)]
+    assert len(issues) == 1, issues
+    assert issues[0].startswith(f"agents_config/agents/support.yaml: {expected}"), issues
+
+
+def test_unpriced_model_in_a_squad_members_overrides_is_refused(tmp_path: Path) -> None:
+    config = copy_config(tmp_path)
+    path = config / "squads" / "customer_care.yaml"
+    data = yaml.safe_load(path.read_text())
+    member = next(iter(data["members"]))
+    data["members"][member]["overrides"] = {"llm": {"model": "gpt-9-ultra"}}
+    path.write_text(yaml.safe_dump(data))
+    issues = [str(i) for i in config_issues(config)]
+    assert issues == [
+        f"agents_config/squads/customer_care.yaml: members.{member}.overrides.llm.model: "
+        "openai/gpt-9-ultra has no price in the price list; priced openai llm models: "
+        "gpt-4.1-mini, gpt-4o, gpt-4o-mini"
+    ]
+
+
+@pytest.mark.parametrize("voice", ["rachael", "voice_1", "21m00Tcm4TlvDq8ikWA"])
+def test_a_voice_that_does_not_resolve_is_refused(tmp_path: Path, voice: str) -> None:
+    config = copy_config(tmp_path)
+    _set("agents/support.yaml", "tts", "voice_id", value=voice)(config)
+    (issue,) = [str(i) for i in config_issues(config)]
+    assert issue.startswith(
+        f"agents_config/agents/support.yaml: tts.voice_id: unknown voice {voice!r}"
+    )
+    assert "rachel" in issue
+
+
+@pytest.mark.parametrize("voice", ["Rachel", "21m00Tcm4TlvDq8ikWAM"])
+def test_aliases_and_voice_ids_resolve(tmp_path: Path, voice: str) -> None:
+    config = copy_config(tmp_path)
+    _set("agents/support.yaml", "tts", "voice_id", value=voice)(config)
+    assert load_definitions(config).definitions.agents[SUPPORT].tts.voice_id == voice
 
 
 def test_unknown_placeholder_in_system_prompt_is_a_warning_not_an_error(tmp_path: Path) -> None:

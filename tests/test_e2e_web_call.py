@@ -103,7 +103,7 @@ async def test_overrides_reach_the_providers(
             "first_message": "Hello {name}, this is the override speaking.",
             "system_prompt": "You are a concise support agent for <name>.",
             "llm": {"model": "gpt-4.1-mini", "temperature": 0.7},
-            "tts": {"voice_id": "voiceOverride123"},
+            "tts": {"voice_id": "voiceOverride1234567"},
         },
     )
     _, report = await place_web_call(livekit_server, worker, spec, UTTERANCES[:1])
@@ -112,7 +112,7 @@ async def test_overrides_reach_the_providers(
 
     tts = emulators.requests("tts")
     assert tts[0]["text"] == "Hello Omar, this is the override speaking."  # first thing synthesised
-    assert {r["voice_id"] for r in tts} == {"voiceOverride123"}
+    assert {r["voice_id"] for r in tts} == {"voiceOverride1234567"}
     llm = emulators.requests("llm")
     assert llm, "the LLM emulator received no request"
     assert {(r["model"], r["temperature"]) for r in llm} == {("gpt-4.1-mini", 0.7)}

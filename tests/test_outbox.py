@@ -131,7 +131,7 @@ def test_due_respects_next_attempt_at_and_orders_by_call_then_sequence(path: Pat
         assert [p.event_id for p in outbox.due(now=100.0)] == [a1.id, a2.id, b1.id, b2.id]
         assert [p.event_id for p in outbox.due(now=100.0, limit=3)] == [a1.id, a2.id, b1.id]
 
-        assert outbox.mark_failed(b1.id, "HTTP 500: boom", next_attempt_at=200.0) == 1
+        assert outbox.mark_failed(b1.id, "HTTP 500: boom", next_attempt_at=200.0) == (1, 0)
         # call_b's seq 2 waits behind its seq 1, which is backing off until 200
         assert [p.event_id for p in outbox.due(now=150.0)] == [a1.id, a2.id]
         assert outbox.next_attempt_at() == 0.0
@@ -144,7 +144,7 @@ def test_due_respects_next_attempt_at_and_orders_by_call_then_sequence(path: Pat
         failed = outbox.get(b1.id)
         assert failed is not None
         assert (failed.attempts, failed.last_error) == (1, "HTTP 500: boom")
-        assert outbox.mark_failed(b1.id, "timeout", next_attempt_at=300.0) == 2
+        assert outbox.mark_failed(b1.id, "timeout", next_attempt_at=300.0) == (2, 0)
         outbox.mark_delivered(b1.id)
         outbox.mark_delivered(b2.id)
         assert outbox.pending_count() == 0
@@ -152,7 +152,10 @@ def test_due_respects_next_attempt_at_and_orders_by_call_then_sequence(path: Pat
         delivered = outbox.get(b1.id)
         assert delivered is not None and delivered.delivered_at is not None
         assert delivered.attempts == 3
-        assert outbox.mark_failed(b1.id, "late", next_attempt_at=400.0) == 0  # no un-delivering
+        assert outbox.mark_failed(b1.id, "late", next_attempt_at=400.0) == (
+            0,
+            0,
+        )  # no un-delivering
 
 
 def test_claim_leases_events_until_released(path: Path) -> None:

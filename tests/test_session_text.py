@@ -150,7 +150,7 @@ def test_real_openai_plugin_gets_the_overridden_model_and_temperature(defs: Defi
         defs,
         agent_overrides={
             "llm": {"model": "gpt-4o", "temperature": 0.1},
-            "tts": {"voice_id": "voice_abc"},
+            "tts": {"voice_id": "AbCdEfGhIjKlMnOpQrSt"},
         },
     )
     settings = WorkerSettings(OPENAI_API_KEY="k", DEEPGRAM_API_KEY="k", ELEVEN_API_KEY="k")
@@ -158,7 +158,7 @@ def test_real_openai_plugin_gets_the_overridden_model_and_temperature(defs: Defi
     assert isinstance(pipeline.llm, openai.LLM)
     assert pipeline.llm.model == "gpt-4o"
     assert pipeline.llm._opts.temperature == 0.1
-    assert pipeline.tts._opts.voice_id == "voice_abc"
+    assert pipeline.tts._opts.voice_id == "AbCdEfGhIjKlMnOpQrSt"
 
 
 async def test_end_call_tool_ends_the_session_as_agent_hangup(defs: Definitions) -> None:

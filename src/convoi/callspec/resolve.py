@@ -1,8 +1,8 @@
 """Parse dispatch metadata into a CallSpec and resolve it against the definitions.
 
 ``resolve_call(metadata, definitions)`` is everything the worker (and ``check-call``) does before
-touching a room: JSON → :class:`CallSpec` → agent or squad lookup → override merge → greeting and
-prompt rendering. Any problem raises :class:`CallSpecError` naming the offending field; the worker
+touching a room: JSON → :class:`CallSpec` → agent or squad lookup → override merge → price check
+(every model must be priced: :mod:`convoi.definitions.pricing`) → greeting and prompt rendering. Any problem raises :class:`CallSpecError` naming the offending field; the worker
 turns it into a ``failed`` / ``invalid_request`` end of call.
 """
 
@@ -17,7 +17,9 @@ from pydantic import ValidationError
 
 from convoi.callspec.model import CallSpec, _FieldError
 from convoi.definitions.models import Agent, Definitions, PhoneNumber, Squad
-from convoi.definitions.overrides import OverrideError, merge
+from convoi.definitions.overrides import AgentOverrides, OverrideError, merge
+from convoi.definitions.prices import PriceList
+from convoi.definitions.pricing import unpriced_models
 from convoi.greeting import render
 from convoi.validation import Issue, issues_from
 
@@ -135,8 +137,32 @@ def parse_callspec(metadata: str | bytes | Mapping[str, Any]) -> CallSpec:
         raise CallSpecError(issues or issues_from(exc, CallSpec)) from None
 
 
+def _sets_block(layer: AgentOverrides | Mapping[str, Any] | None, kind: str) -> bool:
+    """Whether an override layer names the provider or model of block ``kind``."""
+    if layer is None:
+        return False
+    block = getattr(layer, kind) if isinstance(layer, AgentOverrides) else layer.get(kind)
+    return isinstance(block, Mapping) and any(block.get(k) for k in ("provider", "model"))
+
+
+def _check_priced(agent: Agent, layers: list[tuple[str, Any]], prices: PriceList) -> None:
+    """Refuse an effective agent with an unpriced model, naming the override that chose it."""
+    issues = []
+    for issue in unpriced_models(agent, prices):
+        kind = issue.field.split(".", 1)[0]
+        prefix = next((p for p, layer in reversed(layers) if _sets_block(layer, kind)), None)
+        where = prefix or f"agents.{agent.id}"
+        issues.append(Issue(f"{where}.{issue.field}", issue.problem))
+    if issues:
+        raise CallSpecError(issues)
+
+
 def _effective(
-    key: str, agent: Agent, overrides: list[tuple[str, Any]], contact_name: str | None
+    key: str,
+    agent: Agent,
+    overrides: list[tuple[str, Any]],
+    contact_name: str | None,
+    prices: PriceList,
 ) -> EffectiveAgent:
     notes: list[str] = []
     for prefix, layer in overrides:
@@ -146,6 +172,7 @@ def _effective(
             raise CallSpecError(exc.issues) from None
         agent = result.agent
         notes.extend(result.notes)
+    _check_priced(agent, overrides, prices)
     greeting = render(agent.first_message, contact_name) if agent.first_message else None
     return EffectiveAgent(
         key=key,
@@ -187,6 +214,7 @@ def resolve_call(
                 defs.agents[m.agent_id],
                 [(f"squads.{squad.id}.members.{key}.overrides", m.overrides), *call_layer],
                 name,
+                defs.prices,
             )
             for key, m in squad.members.items()
         }
@@ -196,5 +224,5 @@ def resolve_call(
     agent = defs.agents.get(spec.agent_id)
     if agent is None:
         raise _error("agent_id", f"unknown agent {spec.agent_id}")
-    member = _effective("agent", agent, call_layer, name)
+    member = _effective("agent", agent, call_layer, name, defs.prices)
     return ResolvedCall(spec, {"agent": member}, "agent", phone_number=phone)

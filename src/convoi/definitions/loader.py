@@ -9,8 +9,9 @@ Layout (one home per kind)::
       knowledge_bases.yaml    {knowledge_bases: [...]}
       prices.yaml             the price list
 
-Everything is validated, ids must be unique, and every reference (knowledge bases, squad members,
-member overrides) must resolve. :func:`load_definitions` raises :class:`ConfigError` listing every
+Everything is validated, ids must be unique, every reference (knowledge bases, squad members,
+member overrides) must resolve, and every agent's models (squad members' after their overrides)
+must be in the price list (:mod:`convoi.definitions.pricing`). :func:`load_definitions` raises :class:`ConfigError` listing every
 problem found, not just the first.
 """
 
@@ -32,6 +33,7 @@ from convoi.definitions.models import (
 )
 from convoi.definitions.overrides import OverrideError, merge
 from convoi.definitions.prices import PriceList
+from convoi.definitions.pricing import unpriced_models
 from convoi.greeting import unknown_placeholders
 from convoi.validation import issues_from
 
@@ -63,7 +65,7 @@ class ConfigError(Exception):
 
 @dataclass
 class LoadResult:
-    """Valid definitions plus warnings that do not stop a call (e.g. an unpriced model)."""
+    """Valid definitions plus warnings that do not stop a call (e.g. an unknown placeholder)."""
 
     definitions: Definitions
     warnings: list[ConfigIssue] = field(default_factory=list)
@@ -177,15 +179,8 @@ def _check_references(
                 )
             )
         if prices is not None:
-            for kind, block in (("llm", agent.llm), ("stt", agent.stt), ("tts", agent.tts)):
-                if not getattr(prices, f"has_{kind}")(block.provider, block.model):
-                    col.warnings.append(
-                        ConfigIssue(
-                            src,
-                            f"{kind}.model",
-                            f"{block.provider}/{block.model} has no price: its usage will be reported as unpriced",
-                        )
-                    )
+            for issue in unpriced_models(agent, prices):
+                col.errors.append(ConfigIssue(src, issue.field, issue.problem))
     for squad, src in squads.values():
         for where, problem in squad.problems():
             col.errors.append(ConfigIssue(src, where, problem))
@@ -206,6 +201,9 @@ def _check_references(
                 for issue in exc.issues:
                     col.errors.append(ConfigIssue(src, issue.field, issue.problem))
                 continue
+            if prices is not None and any(k in member.overrides for k in ("llm", "stt", "tts")):
+                for issue in unpriced_models(merged, prices):
+                    col.errors.append(ConfigIssue(src, f"{prefix}.{issue.field}", issue.problem))
             if "knowledge_base_ids" in member.overrides:
                 for i, kb in enumerate(merged.knowledge_base_ids):
                     if kb not in kbs:

@@ -19,6 +19,8 @@ from pydantic import (
     field_validator,
 )
 
+from convoi.definitions.voices import voice_problem
+
 __all__ = [
     "LLM_PROVIDERS",
     "STT_PROVIDERS",
@@ -90,6 +92,15 @@ class ElevenLabsTTS(_Block):
     encoding: Literal[
         "pcm_16000", "pcm_22050", "pcm_24000", "pcm_44100", "mp3_22050_32", "mp3_44100_128"
     ] = "pcm_24000"
+
+    @field_validator("voice_id")
+    @classmethod
+    def _resolvable_voice(cls, value: str) -> str:
+        """A voice name that is neither an alias nor a voice id is refused, not sent."""
+        problem = voice_problem(value)
+        if problem is not None:
+            raise ValueError(problem)
+        return value
 
 
 LLMConfig = OpenAILLM

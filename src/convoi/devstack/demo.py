@@ -28,7 +28,7 @@ from convoi.devstack.livekit_server import LiveKitServer
 from convoi.reporting.events import CallEvent
 from convoi.reporting.outbox import Outbox
 
-__all__ = ["main", "run_demo"]
+__all__ = ["main", "run_demo", "worker_env"]
 
 SCENARIO = Path(__file__).parent / "scenarios" / "demo_web.yaml"
 AGENT_ID = "agt_b88d642dd68747f28305c428b209xxxx"
@@ -127,6 +127,26 @@ async def _call(
     return report, ended, dispatched_at
 
 
+def worker_env(server: LiveKitServer, workdir: Path) -> dict[str, str]:
+    """The demo worker's environment (over the caller's): this run's LiveKit and its own outbox.
+
+    The outbox is ``workdir/outbox.sqlite3`` (a fresh temp dir by default), so the demo's events
+    never linger in the shared default outbox; and they are not sent to a control plane that the
+    environment or ``.env`` configures (it never created the demo's call and would refuse them):
+    the demo reads its ``call.ended`` from that file.
+    """
+    return {
+        "LIVEKIT_URL": server.url,
+        "LIVEKIT_API_KEY": server.api_key,
+        "LIVEKIT_API_SECRET": server.api_secret,
+        "CONVOI_NUM_IDLE_PROCESSES": "1",
+        "CONVOI_LOAD_THRESHOLD": "inf",
+        "CONVOI_OUTBOX_PATH": str(workdir / "outbox.sqlite3"),
+        "CONVOI_API_URL": "",
+        "CONVOI_EVENTS_SECRET": "",
+    }
+
+
 def run_demo(providers: str, workdir: Path) -> int:
     """Run the demo; returns the process exit code."""
     real = providers == "real" or (
@@ -140,15 +160,7 @@ def run_demo(providers: str, workdir: Path) -> int:
         _say("starting livekit-server v1.13.5 on 127.0.0.1:7880 (built once, then cached)")
         server = LiveKitServer(workdir=workdir / "livekit").start()
         started.append(server)
-        env = {
-            "LIVEKIT_URL": server.url,
-            "LIVEKIT_API_KEY": server.api_key,
-            "LIVEKIT_API_SECRET": server.api_secret,
-            "CONVOI_NUM_IDLE_PROCESSES": "1",
-            "CONVOI_LOAD_THRESHOLD": "inf",
-            # the demo's own outbox: its events never linger in the default one
-            "CONVOI_OUTBOX_PATH": str(workdir / "outbox.sqlite3"),
-        }
+        env = worker_env(server, workdir)
         if real:
             _say("providers: the real OpenAI, Deepgram and ElevenLabs (keys from the environment)")
         else:

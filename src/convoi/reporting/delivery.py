@@ -3,12 +3,19 @@
 ``POST {CONVOI_API_URL}/internal/v1/calls/{call_id}/events`` with the outbox body (exact bytes),
 ``Content-Type: application/json`` and the signature headers of :mod:`convoi.reporting.signing`.
 
-Outcomes: any 2xx, and 409 (the receiver already has this event id: "duplicate"), mark the event
-delivered. Everything else (other status codes, timeouts, connection errors) is retried with
-exponential backoff and full jitter: ``random() * min(max, initial * 2**attempts)``, per event, with
-``Retry-After`` honoured (up to the max) on 429/503. Events are never dropped (at-least-once): a 4xx
-other than 408/409/429, or a 3xx, is still retried but logged at error level once per event. A
-call's events go out in sequence order: seq 5 waits until seq 4 is acknowledged.
+Outcomes (the full table is in :mod:`convoi.reporting.refusals`): any 2xx, and 409 (the receiver
+already has this event id: "duplicate"), mark the event delivered. 5xx, 408, 425, 429, timeouts
+and connection errors are retried with exponential backoff and full jitter:
+``random() * min(max, initial * 2**attempts)``, per event, with ``Retry-After`` honoured (up to the
+max) on 429/503. A permanent refusal (404/410: the receiver does not know the call; 400/413/422:
+it refuses this event) is retried the same way (with at least half the cap as delay), and after
+:data:`DEAD_LETTER_AFTER` refusals (5) the event moves to the outbox's dead
+letters, logged once (call id, event id, status, the receiver's error code; never the body). A
+404/410 takes the call's other pending and later events with it; a 400/413/422 only this event, and
+the call's next events go on. 401/403, 3xx and other 4xx mean the sender is misconfigured (secret,
+URL): retried, never dead-lettered, logged at error level once per event. A call's events go out
+in sequence order: seq 5 waits until seq 4 is acknowledged (or dead-lettered). Only the process
+holding an event's claim (:meth:`Outbox.claim`) sends it, so refusals are counted once per try.
 
 Usage in a job: ``delivery = EventDelivery(DeliverySettings()); delivery.start()``, then
 ``await delivery.add(event)`` (a quick local commit, then the background task sends) and
@@ -38,13 +45,27 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from convoi.reporting.events import CallEvent
 from convoi.reporting.outbox import Outbox, PendingEvent
+from convoi.reporting.refusals import Verdict, classify, error_code
 from convoi.reporting.signing import signature_headers
 
-__all__ = ["DeliverySettings", "DeliveryStats", "EventDelivery", "deliver_pending", "main"]
+__all__ = [
+    "DEAD_LETTER_AFTER",
+    "DeliverySettings",
+    "DeliveryStats",
+    "EventDelivery",
+    "deliver_pending",
+    "main",
+]
 
 logger = logging.getLogger("convoi.reporting.delivery")
 
-_RETRYABLE_4XX = frozenset({408, 409, 429})
+DEAD_LETTER_AFTER = 5
+"""Permanent refusals (404, 410, 400, 413, 422) of one event before it is dead-lettered. With the
+default backoff the four waits between them (at least half of 0.5, 1, 2, 4 s) span 3.75-7.5 s
+(measured: 4.7-6.1 s from the event's commit to its dead letter)."""
+
+_ERROR_BODY_BYTES = 2048
+"""How much of an error answer is read to find the receiver's error code (then dropped)."""
 
 
 class DeliverySettings(BaseSettings):
@@ -88,6 +109,8 @@ class DeliveryStats:
     attempts: int = 0
     delivered: int = 0
     failed: int = 0
+    dead_lettered: int = 0
+    """Events moved to the dead letters (a refused call's other events included)."""
 
 
 class EventDelivery:
@@ -96,7 +119,8 @@ class EventDelivery:
     ``outbox`` defaults to ``Outbox(settings.outbox_path)`` (then closed by :meth:`aclose`).
     ``lease`` bounds how long claimed events are hidden from other processes sharing the file;
     ``poll_interval`` is how often it looks for events added by other processes; delivered events
-    older than ``retention`` seconds are purged at start; ``clock`` and ``jitter`` are injectable
+    older than ``retention`` seconds are purged at start; an event refused for good
+    ``dead_letter_after`` times goes to the dead letters; ``clock`` and ``jitter`` are injectable
     for tests.
     """
 
@@ -111,6 +135,7 @@ class EventDelivery:
         lease: float | None = None,
         poll_interval: float = 10.0,
         retention: float | None = 7 * 86400.0,
+        dead_letter_after: int = DEAD_LETTER_AFTER,
         clock: Callable[[], float] = time.time,
         jitter: Callable[[], float] = random.random,
     ) -> None:
@@ -129,6 +154,9 @@ class EventDelivery:
         self._lease = lease if lease is not None else max(60.0, 3 * settings.request_timeout)
         self._poll_interval = poll_interval
         self._retention = retention
+        if dead_letter_after < 1:
+            raise ValueError("dead_letter_after must be at least 1")
+        self._dead_letter_after = dead_letter_after
         self._clock = clock
         self._jitter = jitter
         self._wake = asyncio.Event()
@@ -272,6 +300,41 @@ class EventDelivery:
                 self.outbox.release(unsettled, self._clock())
 
     async def _send(self, pending: PendingEvent) -> bool:
+        """One POST; ``True`` when the event is settled (delivered or dead-lettered alone)."""
+        status, code, retry_after, error = await self._post(pending)
+        verdict = classify(status)
+        if verdict is Verdict.DELIVERED:
+            await asyncio.to_thread(self.outbox.mark_delivered, pending.event_id)
+            self.stats.delivered += 1
+            self._error_logged.discard(pending.event_id)
+            return True
+        cap = min(
+            self._settings.backoff_max,
+            self._settings.backoff_initial * 2 ** min(pending.attempts, 60),
+        )
+        delay = self._jitter() * cap
+        if verdict.permanent:  # leave a transient refusal time to clear
+            delay = cap / 2 + delay / 2
+        if retry_after is not None and status in (429, 503):
+            delay = max(delay, min(retry_after, self._settings.backoff_max))
+        attempts, refusals = await asyncio.to_thread(
+            self.outbox.mark_failed,
+            pending.event_id,
+            error,
+            self._clock() + delay,
+            refused=verdict.permanent,
+        )
+        self.stats.failed += 1
+        if verdict.permanent and refusals >= self._dead_letter_after:
+            await self._dead_letter(pending, status, code, verdict, attempts)
+            return verdict is Verdict.REFUSED  # the call's next events may go on
+        self._log_failure(pending, status, error, attempts, delay, verdict)
+        return False
+
+    async def _post(
+        self, pending: PendingEvent
+    ) -> tuple[int | None, str | None, float | None, str]:
+        """POST the event: (status, receiver's error code, Retry-After, error text w/o body)."""
         assert self._session is not None
         body = pending.body.encode("utf-8")
         headers = signature_headers(
@@ -279,8 +342,6 @@ class EventDelivery:
         )
         headers["Content-Type"] = "application/json"
         url = f"{self._base_url}/internal/v1/calls/{quote(pending.call_id, safe='')}/events"
-        status: int | None = None
-        retry_after: float | None = None
         self.stats.attempts += 1
         try:
             async with self._session.post(
@@ -291,34 +352,69 @@ class EventDelivery:
                 timeout=aiohttp.ClientTimeout(total=self._settings.request_timeout),
             ) as response:
                 status = response.status
-                text = (await response.content.read(200)).decode("utf-8", errors="replace")
+                code = None
+                if status >= 300:
+                    code = error_code(await response.content.read(_ERROR_BODY_BYTES))
                 retry_after = _retry_after(response.headers.get("Retry-After"))
-            error = f"HTTP {status}: {text}"
         except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as exc:
             error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            return None, None, None, error
+        return status, code, retry_after, f"HTTP {status}" + (f" {code}" if code else "")
 
-        if status is not None and (200 <= status < 300 or status == 409):
-            await asyncio.to_thread(self.outbox.mark_delivered, pending.event_id)
-            self.stats.delivered += 1
-            self._error_logged.discard(pending.event_id)
-            return True
-
-        cap = min(
-            self._settings.backoff_max,
-            self._settings.backoff_initial * 2 ** min(pending.attempts, 60),
+    async def _dead_letter(
+        self,
+        pending: PendingEvent,
+        status: int | None,
+        code: str | None,
+        verdict: Verdict,
+        attempts: int,
+    ) -> None:
+        """Move a finally refused event (and, for an unknown call, its call's events) aside."""
+        call_unknown = verdict is Verdict.CALL_UNKNOWN
+        moved = await asyncio.to_thread(
+            self.outbox.dead_letter,
+            pending.event_id,
+            status=status,
+            error_code=code,
+            call_unknown=call_unknown,
+            now=self._clock(),
         )
-        delay = self._jitter() * cap
-        if retry_after is not None and status in (429, 503):
-            delay = max(delay, min(retry_after, self._settings.backoff_max))
-        attempts = await asyncio.to_thread(
-            self.outbox.mark_failed, pending.event_id, error, self._clock() + delay
+        self.stats.dead_lettered += moved
+        self._error_logged.discard(pending.event_id)
+        what = "call unknown to the receiver" if call_unknown else "event refused"
+        logger.log(
+            logging.WARNING if call_unknown else logging.ERROR,
+            "call event %s (call %s seq %d) dead-lettered after %d attempt(s): HTTP %s %s (%s);"
+            " %d event(s) of the call moved to the dead letters%s"
+            " (list them: convoi-worker outbox dead-letters)",
+            pending.event_id,
+            pending.call_id,
+            pending.sequence,
+            attempts,
+            status,
+            code or "-",
+            what,
+            moved,
+            ", and its later events will be too" if call_unknown else "",
+            extra={
+                "call_id": pending.call_id,
+                "event_id": pending.event_id,
+                "sequence": pending.sequence,
+                "status": status,
+                "error_code": code,
+                "attempts": attempts,
+                "dead_lettered": moved,
+            },
         )
-        self.stats.failed += 1
-        self._log_failure(pending, status, error, attempts, delay)
-        return False
 
     def _log_failure(
-        self, pending: PendingEvent, status: int | None, error: str, attempts: int, delay: float
+        self,
+        pending: PendingEvent,
+        status: int | None,
+        error: str,
+        attempts: int,
+        delay: float,
+        verdict: Verdict,
     ) -> None:
         fields = {
             "call_id": pending.call_id,
@@ -327,8 +423,9 @@ class EventDelivery:
             "status": status,
             "attempts": attempts,
         }
-        permanent = status is not None and status < 500 and status not in _RETRYABLE_4XX
-        if permanent and pending.event_id not in self._error_logged:
+        if verdict.permanent:  # logged once, when it is dead-lettered
+            level = logging.DEBUG
+        elif verdict is Verdict.MISCONFIGURED and pending.event_id not in self._error_logged:
             self._error_logged.add(pending.event_id)
             level = logging.ERROR
         elif attempts == 1 or attempts % 10 == 0:
@@ -387,6 +484,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     remaining = asyncio.run(deliver_pending(settings, timeout=args.timeout))
     print(f"{remaining} event(s) still pending in {settings.outbox_path}")
+    with Outbox(settings.outbox_path) as outbox:
+        if dead := outbox.dead_letter_count():
+            print(f"{dead} dead letter(s): convoi-worker outbox dead-letters")
     return 0 if remaining == 0 else 1
 
 

@@ -16,6 +16,15 @@ operation is one short transaction; writers use ``BEGIN IMMEDIATE`` (sequence al
 and wait on ``busy_timeout``. Within a process the connection is guarded by a lock, so it may be
 used from ``asyncio.to_thread`` workers. :meth:`Outbox.claim` leases due events to one sender, so
 two processes do not send the same events (or one call's events out of order) at the same time.
+
+Dead letters: an event the receiver refuses for good (see :mod:`convoi.reporting.refusals`) is
+moved, after a bounded number of refusals, from ``outbox`` to ``dead_letters`` in the same file
+(:meth:`Outbox.dead_letter`), with the HTTP status and the receiver's error code. When the refusal
+says the receiver does not know the call (404/410), every pending event of that call moves with
+it and the call is remembered in ``refused_calls``: events added for it later go straight to the
+dead letters (:meth:`Outbox.add`), so they are not sent to a receiver that will refuse them too.
+Dead letters are kept (never purged), listed by :meth:`Outbox.dead_letters` (``convoi-worker
+outbox dead-letters``) and can be put back with :meth:`Outbox.requeue`.
 """
 
 from __future__ import annotations
@@ -31,7 +40,7 @@ from typing import Any
 
 from convoi.reporting.events import CallEvent
 
-__all__ = ["Outbox", "PendingEvent"]
+__all__ = ["DeadLetter", "Outbox", "PendingEvent"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
@@ -53,9 +62,47 @@ CREATE TABLE IF NOT EXISTS call_sequences (
     call_id TEXT PRIMARY KEY,
     last INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS dead_letters (
+    id TEXT PRIMARY KEY,
+    call_id TEXT NOT NULL,
+    sequence INTEGER NOT NULL,
+    type TEXT NOT NULL,
+    body TEXT NOT NULL,
+    added_at REAL NOT NULL,
+    attempts INTEGER NOT NULL,
+    last_error TEXT,
+    dead_at REAL NOT NULL,
+    status INTEGER,
+    error_code TEXT,
+    scope TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS dead_letters_call ON dead_letters (call_id, sequence);
+CREATE TABLE IF NOT EXISTS refused_calls (
+    call_id TEXT PRIMARY KEY,
+    status INTEGER,
+    error_code TEXT,
+    refused_at REAL NOT NULL
+);
 """
 
-_COLUMNS = "id, call_id, sequence, type, body, attempts, next_attempt_at, last_error, delivered_at"
+_MIGRATIONS = (("outbox", "refusals", "INTEGER NOT NULL DEFAULT 0"),)
+"""Columns added after the first release: (table, column, declaration), added when missing."""
+
+_DEAD_COLUMNS = (
+    "id, call_id, sequence, type, body, added_at, attempts, last_error, dead_at, status,"
+    " error_code, scope"
+)
+_MOVE_TO_DEAD = f"""
+INSERT OR IGNORE INTO dead_letters ({_DEAD_COLUMNS})
+SELECT id, call_id, sequence, type, body, added_at, attempts, last_error, :now, :status,
+       :code, :scope
+FROM outbox WHERE delivered_at IS NULL AND
+"""
+
+_COLUMNS = (
+    "id, call_id, sequence, type, body, attempts, next_attempt_at, last_error, delivered_at,"
+    " refusals"
+)
 
 # Due: undelivered, its time has come, and no earlier undelivered event of the same call is still
 # waiting (backing off or leased to a sender): events of one call go out in sequence order.
@@ -95,10 +142,33 @@ class PendingEvent:
     next_attempt_at: float
     last_error: str | None
     delivered_at: float | None
+    refusals: int = 0
+    """How many attempts the receiver refused for good (404, 422, ...; see ``refusals``)."""
 
     def event(self) -> CallEvent:
         """The event, parsed back from its body."""
         return CallEvent.model_validate_json(self.body)
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """An event the receiver refused for good, kept in ``dead_letters`` with why."""
+
+    event_id: str
+    call_id: str
+    sequence: int
+    type: str
+    body: str
+    added_at: float
+    attempts: int
+    last_error: str | None
+    dead_at: float
+    status: int | None
+    """The HTTP status of the last refusal (``None`` for an event of a call refused earlier)."""
+    error_code: str | None
+    """The receiver's machine-readable error code (``call_not_found``, ``invalid_event``, ...)."""
+    scope: str
+    """``"event"`` (this event was refused) or ``"call"`` (the receiver does not know the call)."""
 
 
 class Outbox:
@@ -118,6 +188,10 @@ class Outbox:
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
                     db.execute(statement)
+            for table, column, declaration in _MIGRATIONS:
+                present = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+                if column not in present:
+                    db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
@@ -153,18 +227,33 @@ class Outbox:
         """Commit ``event`` (durably) as pending; a no-op if its id is already in the outbox.
 
         Raises ``ValueError`` if another event already holds the same call id and sequence. Also
-        raises the call's sequence counter to at least ``event.sequence``.
+        raises the call's sequence counter to at least ``event.sequence``. An event of a call the
+        receiver refused (``refused_calls``) is kept in ``dead_letters`` instead, unsent.
         """
         body = event.model_dump_json()
+        row = (event.id, event.call_id, event.sequence, event.type, body, time.time())
         with self._write() as db:
-            if db.execute("SELECT 1 FROM outbox WHERE id = ?", (event.id,)).fetchone():
+            if db.execute(
+                "SELECT 1 FROM outbox WHERE id = ? UNION ALL SELECT 1 FROM dead_letters WHERE id = ?",
+                (event.id, event.id),
+            ).fetchone():
                 return
+            refused = db.execute(
+                "SELECT 1 FROM refused_calls WHERE call_id = ?", (event.call_id,)
+            ).fetchone()
             try:
-                db.execute(
-                    "INSERT INTO outbox (id, call_id, sequence, type, body, added_at)"
-                    " VALUES (?, ?, ?, ?, ?, ?)",
-                    (event.id, event.call_id, event.sequence, event.type, body, time.time()),
-                )
+                if refused:
+                    db.execute(
+                        f"INSERT INTO dead_letters ({_DEAD_COLUMNS})"
+                        " VALUES (?, ?, ?, ?, ?, ?, 0, NULL, ?, NULL, NULL, 'call')",
+                        (*row, row[-1]),
+                    )
+                else:
+                    db.execute(
+                        "INSERT INTO outbox (id, call_id, sequence, type, body, added_at)"
+                        " VALUES (?, ?, ?, ?, ?, ?)",
+                        row,
+                    )
             except sqlite3.IntegrityError as exc:
                 raise ValueError(
                     f"call {event.call_id} already has an event with sequence {event.sequence}"
@@ -236,18 +325,103 @@ class Outbox:
                 (now, event_id),
             )
 
-    def mark_failed(self, event_id: str, error: str, next_attempt_at: float) -> int:
-        """Record a failed attempt and when to try again; returns the attempts so far.
+    def mark_failed(
+        self, event_id: str, error: str, next_attempt_at: float, *, refused: bool = False
+    ) -> tuple[int, int]:
+        """Record a failed attempt and when to try again; returns (attempts, refusals) so far.
 
-        ``error`` must not contain secrets (it is stored and may be logged).
+        ``refused``: the receiver refused the event for good (counted in ``refusals``). ``error``
+        must not contain secrets nor the receiver's body (it is stored and may be logged).
         """
         with self._write() as db:
             row = db.execute(
-                "UPDATE outbox SET attempts = attempts + 1, last_error = ?, next_attempt_at = ?"
-                " WHERE id = ? AND delivered_at IS NULL RETURNING attempts",
-                (error[:_MAX_ERROR_CHARS], next_attempt_at, event_id),
+                "UPDATE outbox SET attempts = attempts + 1, last_error = ?, next_attempt_at = ?,"
+                " refusals = refusals + ? WHERE id = ? AND delivered_at IS NULL"
+                " RETURNING attempts, refusals",
+                (error[:_MAX_ERROR_CHARS], next_attempt_at, int(refused), event_id),
             ).fetchone()
-        return int(row[0]) if row else 0
+        return (int(row[0]), int(row[1])) if row else (0, 0)
+
+    def dead_letter(
+        self,
+        event_id: str,
+        *,
+        status: int | None,
+        error_code: str | None,
+        call_unknown: bool = False,
+        now: float | None = None,
+    ) -> int:
+        """Move a refused event to ``dead_letters``; returns how many events moved.
+
+        ``call_unknown``: the refusal means the receiver does not know the call, so every pending
+        event of that call moves too and the call goes to ``refused_calls`` (its later events are
+        dead-lettered on :meth:`add`). A delivered or unknown ``event_id`` moves nothing.
+        """
+        now = time.time() if now is None else now
+        params = {"now": now, "status": status, "code": error_code}
+        with self._write() as db:
+            found = db.execute(
+                "SELECT call_id FROM outbox WHERE id = ? AND delivered_at IS NULL", (event_id,)
+            ).fetchone()
+            if found is None:
+                return 0
+            db.execute(_MOVE_TO_DEAD + "id = :id", {**params, "scope": "event", "id": event_id})
+            moved = 1
+            if call_unknown:
+                call = {**params, "scope": "call", "call_id": found[0]}
+                db.execute(_MOVE_TO_DEAD + "call_id = :call_id", call)
+                moved += db.execute(
+                    "DELETE FROM outbox WHERE call_id = ? AND delivered_at IS NULL AND id != ?",
+                    (found[0], event_id),
+                ).rowcount
+                db.execute(
+                    "INSERT OR REPLACE INTO refused_calls VALUES (:call_id, :status, :code, :now)",
+                    call,
+                )
+            db.execute("DELETE FROM outbox WHERE id = ?", (event_id,))
+        return moved
+
+    def dead_letters(self, call_id: str | None = None, limit: int = 1000) -> list[DeadLetter]:
+        """Dead letters, oldest first (of one call when ``call_id`` is given)."""
+        where = "WHERE call_id = :call_id" if call_id is not None else ""
+        rows = self._read(
+            f"SELECT {_DEAD_COLUMNS} FROM dead_letters {where}"
+            " ORDER BY dead_at, call_id, sequence LIMIT :limit",
+            {"call_id": call_id, "limit": limit},
+        )
+        return [DeadLetter(*row) for row in rows]
+
+    def dead_letter_count(self) -> int:
+        """How many events are in ``dead_letters``."""
+        return int(self._read("SELECT count(*) FROM dead_letters", ())[0][0])
+
+    def requeue(self, *, event_ids: Iterable[str] = (), call_id: str | None = None) -> int:
+        """Put dead letters back in the outbox as new (attempts 0); returns how many.
+
+        ``call_id`` requeues all of that call's dead letters and forgets that the receiver refused
+        the call. Use it once the receiver knows the call (or the refusal was a mistake).
+        """
+        ids = list(event_ids)
+        with self._write() as db:
+            if call_id is not None:
+                db.execute("DELETE FROM refused_calls WHERE call_id = ?", (call_id,))
+                ids += [
+                    r[0]
+                    for r in db.execute("SELECT id FROM dead_letters WHERE call_id = ?", (call_id,))
+                ]
+            moved = 0
+            for event_id in dict.fromkeys(ids):
+                inserted = db.execute(
+                    "INSERT OR IGNORE INTO outbox (id, call_id, sequence, type, body, added_at)"
+                    " SELECT id, call_id, sequence, type, body, added_at FROM dead_letters"
+                    " WHERE id = ?",
+                    (event_id,),
+                ).rowcount
+                in_outbox = db.execute("SELECT 1 FROM outbox WHERE id = ?", (event_id,)).fetchone()
+                if in_outbox:  # not when another event took its sequence meanwhile: kept dead
+                    db.execute("DELETE FROM dead_letters WHERE id = ?", (event_id,))
+                moved += inserted
+        return moved
 
     def get(self, event_id: str) -> PendingEvent | None:
         """The event with this id, delivered or not."""

@@ -5,6 +5,7 @@
     convoi-worker console                    livekit's local console (needs libportaudio2)
     convoi-worker check-config [--config DIR]
     convoi-worker check-call FILE [--config DIR] [--json]
+    convoi-worker outbox status|dead-letters|requeue   the event outbox (see convoi.reporting.outbox_cli)
 
 ``start``/``dev``/``console`` are livekit-agents' own commands and take their options
 (``convoi-worker start --help``). Exit codes: ``check-config`` 1 on invalid definitions;
@@ -25,6 +26,7 @@ from convoi.callspec import CallSpecError, ResolvedCall, resolve_call
 from convoi.definitions.loader import ConfigError, LoadResult, load_definitions
 from convoi.definitions.prices import PriceList
 from convoi.pipeline import describe
+from convoi.reporting import outbox_cli
 from convoi.settings import WorkerSettings
 
 __all__ = ["main"]
@@ -305,7 +307,10 @@ def main(argv: list[str] | None = None) -> int:
     ck.add_argument("file", help="CallSpec JSON file ('-' for stdin)")
     ck.add_argument("--config", type=Path, default=None)
     ck.add_argument("--json", action="store_true", help="machine-readable output")
+    outbox_cli.add_parser(sub)
     args = parser.parse_args(argv)
+    if args.command == "outbox":
+        return outbox_cli.run(args)
     config = args.config or WorkerSettings().config_dir
     if args.command == "check-config":
         return check_config(config)
