@@ -158,8 +158,10 @@ class VoicemailDetection:
         detector_factory: DetectorFactory = livekit_amd,
         clock: Callable[[], float] = time.time,
         log_fields: dict[str, Any] | None = None,
+        detection_grace: float = DETECTION_GRACE_SECONDS,
     ) -> None:
         self._session = session
+        self._grace = detection_grace
         self._options = options
         self._model = model
         self._identity = identity
@@ -241,7 +243,7 @@ class VoicemailDetection:
 
     async def _detect(self) -> tuple[Verdict, str]:
         """AMD's verdict, or ``uncertain`` when it fails or takes too long."""
-        bound = self._options.max_detection_seconds + DETECTION_GRACE_SECONDS
+        bound = self._options.max_detection_seconds + self._grace
         try:
             detector = self._factory(self._session, self._options, self._model, self._identity)
             async with detector:
