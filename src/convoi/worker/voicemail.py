@@ -219,7 +219,12 @@ class VoicemailDetection:
         logger.info(
             "voicemail detection: %s",
             verdict,
-            extra={**self._fields, "reason": reason, "action": action},
+            extra={
+                **self._fields,
+                "reason": reason,
+                "action": action,
+                "detection_seconds": self.report.detection_seconds,
+            },
         )
         self._greet = action == "greeted"
         if self._greet:
