@@ -112,10 +112,14 @@ def start_sip_api(
     agent_name: str,
     secret: str = "e2e-sip-events-secret-0123456789ab",
     extra_env: dict[str, str] | None = None,
+    config_dir: Path | None = None,
 ) -> Iterator[SipApi]:
-    """convoi-api (SQLite in ``work``) and a worker registered as ``agent_name`` (log: ``log``)."""
+    """convoi-api (SQLite in ``work``) and a worker registered as ``agent_name`` (log: ``log``),
+    both on the definitions in ``config_dir`` (default: the shipped ``agents_config/``)."""
     database = work / "controlplane.sqlite3"
+    config_env = {"CONVOI_CONFIG_DIR": str(config_dir)} if config_dir is not None else {}
     settings = ControlPlaneSettings(
+        **config_env,
         CONVOI_DATABASE_URL=f"sqlite:///{database}",
         CONVOI_EVENTS_SECRET=secret,
         CONVOI_AGENT_NAME=agent_name,
@@ -129,6 +133,7 @@ def start_sip_api(
         **sip_stack.worker_env(),
         **server.worker_env(),
         "CONVOI_TRUNK_UAE_PASSWORD": "e2e-trunk-password",  # SIPp does not challenge
+        **config_env,
         **(extra_env or {}),
     }
     worker = WorkerProcess(log, env, agent_name=agent_name)

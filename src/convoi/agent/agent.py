@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from livekit import rtc
 from livekit.agents import Agent, ModelSettings, RunContext, function_tool, llm, stt, tts
-from livekit.agents.llm import ChatContext
+from livekit.agents.llm import ChatContext, StopResponse
 
 from convoi.agent.controls import CallControls
 from convoi.callspec import EffectiveAgent
@@ -104,7 +104,10 @@ class ConvoiAgent(Agent):
             yield event
 
     async def on_enter(self) -> None:
-        """Greet: the pre-rendered greeting, else the rendered first_message, else an opener."""
+        """Greet: the pre-rendered greeting, else the rendered first_message, else an opener;
+        once the call allows it (voicemail detection holds the greeting until its verdict)."""
+        if not await self.controls.wait_to_greet():
+            return  # an answering machine: the call deals with it
         greeting = self.effective.greeting
         ready = self.controls.take_greeting_audio() if greeting else None
         if greeting and ready:  # synthesised while the phone rang: plays the moment it is answered
@@ -113,6 +116,17 @@ class ConvoiAgent(Agent):
             self.session.say(greeting, allow_interruptions=False, add_to_chat_ctx=True)
         else:
             self.session.generate_reply(instructions=OPENER_INSTRUCTIONS)
+
+    async def on_user_turn_completed(
+        self, turn_ctx: ChatContext, new_message: llm.ChatMessage
+    ) -> None:
+        """No reply to what the callee said before the greeting (a person's "Hello?" while
+        voicemail detection listened): the greeting answers it. It stays in the context."""
+        if self.controls.heard_before_greeting(new_message):
+            chat_ctx = self.chat_ctx.copy()
+            chat_ctx.insert(new_message)
+            await self.update_chat_ctx(chat_ctx)
+            raise StopResponse()
 
     async def _end_call(self, context: RunContext[CallControls]) -> None:
         await context.wait_for_playout()

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from livekit import rtc
-from livekit.agents import AgentSession
+from livekit.agents import AgentSession, llm
 
 __all__ = ["CallControls", "DetachedControls"]
 
@@ -31,6 +31,17 @@ class CallControls(Protocol):
 
     def hang_up(self) -> None:
         """The agent ends the call (``agent_hangup``), after what it is saying now."""
+
+    async def wait_to_greet(self) -> bool:
+        """Wait until the start member may greet: True to greet, False when it must not (an
+        answering machine answered; the call deals with it). At once True without voicemail
+        detection."""
+        return True
+
+    def heard_before_greeting(self, message: llm.ChatMessage) -> bool:
+        """True when the callee's turn ``message`` came before the greeting was released (or
+        while a machine is being dealt with) and must get no reply of its own."""
+        return False
 
 
 @dataclass
@@ -58,3 +69,11 @@ class DetachedControls:
         self.hung_up = True
         if self.session is not None:
             self.session.shutdown(drain=True)
+
+    async def wait_to_greet(self) -> bool:
+        """No detection without a call: greet at once."""
+        return True
+
+    def heard_before_greeting(self, message: llm.ChatMessage) -> bool:
+        """Every turn gets its reply."""
+        return False

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from livekit import api, rtc
-from livekit.agents import AgentSession, room_io, tts
+from livekit.agents import AgentSession, llm, room_io, tts
 from livekit.agents.voice.events import AgentStateChangedEvent, CloseEvent, CloseReason
 from pydantic import TypeAdapter
 
@@ -51,6 +51,7 @@ from convoi.worker.log import logger
 from convoi.worker.phone import dial_customer
 from convoi.worker.recording import TranscriptRecorder
 from convoi.worker.session import BuiltSession, PipelineFactory, build_session
+from convoi.worker.voicemail import VoicemailDetection, detection_for
 
 __all__ = [
     "PARTICIPANT_JOIN_TIMEOUT",
@@ -164,6 +165,7 @@ class Call(CallControls):
         self._usage: UsageTracker | None = None
         self._recorder: TranscriptRecorder | None = None
         self._limits: LimitsWatch | None = None
+        self._detection: VoicemailDetection | None = None
         self._greeting_audio: list[rtc.AudioFrame] | None = None
         self._caller: str | None = None
         self._caller_left_at: float | None = None
@@ -267,6 +269,16 @@ class Call(CallControls):
         self._greeting_audio = result.greeting_audio
         if result.greeting_characters and self._usage is not None:
             self._usage.add_tts_characters(call.start, result.greeting_characters)
+        self._detection = detection_for(
+            call,
+            built.session,
+            built.agent.llm,
+            identity=result.identity,
+            answered_at=result.answered_at or self._clock(),
+            end_soon=self.end_soon,
+            on_report=self._on_voicemail_report,
+            log_fields=self.log_fields,
+        )
         return result.identity
 
     async def _wait_for_web_participant(self) -> str | None:
@@ -299,6 +311,8 @@ class Call(CallControls):
         except BaseException:
             self._session_started = False  # nothing to close
             raise
+        if self._detection is not None:
+            self._detection.start()  # the greeting waits for its verdict
 
     async def _start_in_room(
         self, session: AgentSession[CallControls], agent: ConvoiAgent, identity: str | None
@@ -375,6 +389,8 @@ class Call(CallControls):
     async def _end(self, request: _EndRequest) -> CallEvent | None:
         if self._limits is not None:
             self._limits.stop()
+        if self._detection is not None:
+            self._detection.stop()
         await self._close_session(drain=request.drain)
         event = await self._report_end(request)
         with contextlib.suppress(Exception):  # best effort: the outbox keeps what is not sent
@@ -485,6 +501,9 @@ class Call(CallControls):
             self._greeted = True
             metrics.observe_greeting_latency(self._clock() - started)
 
+    def _on_voicemail_report(self, report: VoicemailReport) -> None:
+        self.voicemail = report
+
     def _on_event(self, event: CallEvent) -> None:
         """After each committed event: wake the sender; count finished calls in the metrics."""
         self._channel.on_event(event)
@@ -515,6 +534,17 @@ class Call(CallControls):
             "agent ended the call", extra={**self.log_fields, "agent": self.current_member()}
         )
         self.end_soon("agent_hangup", drain=True)
+
+    async def wait_to_greet(self) -> bool:
+        """True at once, unless voicemail detection holds the greeting until its verdict."""
+        return await self._detection.wait_to_greet() if self._detection is not None else True
+
+    def heard_before_greeting(self, message: llm.ChatMessage) -> bool:
+        """Whether the callee's turn came before the greeting (it is kept in the transcript)."""
+        held = self._detection is not None and self._detection.heard_before_greeting(message)
+        if held and self._recorder is not None:
+            self._recorder.record(message)
+        return held
 
 
 def _peek(metadata: str) -> dict[str, Any]:

@@ -14,12 +14,15 @@ from convoi.definitions.models import Definitions
 from convoi.settings import WorkerSettings
 from convoi.worker.call import Call
 from convoi.worker.config import JobResources, WorkerConfig
+from convoi.worker.log import keep_customer_data_out_of_logs
 
 __all__ = ["console_callspec", "entrypoint", "prewarm"]
 
 
 def prewarm(config: WorkerConfig, proc: JobProcess) -> None:
-    """Once per job process: load the definitions and silero's VAD for its calls."""
+    """Once per job process: load the definitions and silero's VAD for its calls; keep
+    livekit's customer-data log fields out of the process's logs."""
+    keep_customer_data_out_of_logs()
     JobResources.load(config).install(proc)
 
 

@@ -41,6 +41,8 @@ class Answered:
     """The start member's greeting, rendered while the phone rang (None: it is spoken live)."""
     greeting_characters: int
     """Characters synthesised for :attr:`greeting_audio` (billed as TTS of the start member)."""
+    answered_at: float | None = None
+    """Unix time of the answer, as the dialer reported it."""
 
 
 async def dial_customer(
@@ -81,7 +83,9 @@ async def dial_customer(
         if result.answered:
             logger.info("call answered", extra={**log_fields, "participant": identity})
             frames = await _collect_greeting(greeting, log_fields)
-            return Answered(identity, frames, len(text or "") if frames else 0)
+            return Answered(
+                identity, frames, len(text or "") if frames else 0, answered_at=result.answered_at
+            )
         assert result.outcome is not None
         outcome = result.outcome
     if greeting is not None:

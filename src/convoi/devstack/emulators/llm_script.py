@@ -6,6 +6,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from .amd_answer import AMD_TOOL, classify_greeting
 from .common import word_count
 from .scenario import LlmRule, Scenario, ToolCallSpec, When
 
@@ -104,22 +105,42 @@ def _matches(when: When, messages: list[dict[str, Any]]) -> bool:
 
 
 def choose_answer(
-    scenario: Scenario, messages: list[dict[str, Any]], rule_uses: dict[int, int]
+    scenario: Scenario,
+    messages: list[dict[str, Any]],
+    rule_uses: dict[int, int],
+    *,
+    tools: list[str] | None = None,
+    tool_choice: object = None,
 ) -> Answer:
     """First matching rule's answer, else ``default_reply``; counts the use in ``rule_uses``.
 
     A tool-call rule is skipped once a result for that tool follows the last user message, so
-    the model does not call the same tool forever.
+    the model does not call the same tool forever. With ``tool_choice`` ``"required"`` the model
+    must call one of ``tools`` (the names offered): only rules calling an offered tool match, and
+    an answering-machine-detection request no rule answers gets :func:`classify_greeting`'s label.
     """
+    required = tool_choice == "required"
+    offered = set(tools or ())
     done_tools = _tool_results_after_last_user(messages)
     for i, rule in enumerate(scenario.llm):
         if rule.max_uses is not None and rule_uses.get(i, 0) >= rule.max_uses:
             continue
         if rule.tool_call is not None and rule.tool_call.name in done_tools:
             continue
+        if required and (rule.tool_call is None or rule.tool_call.name not in offered):
+            continue
         if _matches(rule.when, messages):
             rule_uses[i] = rule_uses.get(i, 0) + 1
             return _answer(rule, i)
+    if required and AMD_TOOL in offered:
+        users = _user_indices(messages)
+        transcript = message_text(messages[users[-1]]) if users else ""
+        label = classify_greeting(transcript)
+        return Answer(
+            text="",
+            tool_call=ToolCallSpec(name=AMD_TOOL, arguments={"label": label}),
+            rule_index=None,
+        )
     return Answer(text=scenario.default_reply, tool_call=None, rule_index=None)
 
 

@@ -125,7 +125,13 @@ async def _respond(
             rec["status"] = "stalled"
             return web.Response(status=504)
 
-    answer = choose_answer(state.scenario, body["messages"], state.rule_uses)
+    answer = choose_answer(
+        state.scenario,
+        body["messages"],
+        state.rule_uses,
+        tools=_tool_names(body.get("tools")),
+        tool_choice=body.get("tool_choice"),
+    )
     usage = _usage(prompt_tokens(body["messages"]), answer.completion_tokens)
     rec.update(
         rule=answer.rule_index,
