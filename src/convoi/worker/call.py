@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from livekit import api, rtc
-from livekit.agents import AgentSession, room_io, tts
+from livekit.agents import AgentSession, ToolError, room_io, tts
 from livekit.agents.voice.events import AgentStateChangedEvent, CloseEvent, CloseReason
 from pydantic import TypeAdapter
 
@@ -46,6 +46,7 @@ from convoi.squads import SquadRuntime
 from convoi.telephony import DialOutcome
 from convoi.worker import metrics
 from convoi.worker.config import JobResources
+from convoi.worker.dtmf import KeypadInput, publish_keys
 from convoi.worker.limits import LimitsWatch
 from convoi.worker.log import logger
 from convoi.worker.phone import dial_customer
@@ -164,6 +165,7 @@ class Call(CallControls):
         self._usage: UsageTracker | None = None
         self._recorder: TranscriptRecorder | None = None
         self._limits: LimitsWatch | None = None
+        self._keypad: KeypadInput | None = None
         self._greeting_audio: list[rtc.AudioFrame] | None = None
         self._caller: str | None = None
         self._caller_left_at: float | None = None
@@ -299,6 +301,11 @@ class Call(CallControls):
         except BaseException:
             self._session_started = False  # nothing to close
             raise
+        if identity is not None and self._is_phone:  # the caller's keypad: see worker/dtmf.py
+            self._keypad = KeypadInput(
+                self._job.room, built.session, identity, log_fields=self.log_fields
+            )
+            self._keypad.start()
 
     async def _start_in_room(
         self, session: AgentSession[CallControls], agent: ConvoiAgent, identity: str | None
@@ -375,6 +382,8 @@ class Call(CallControls):
     async def _end(self, request: _EndRequest) -> CallEvent | None:
         if self._limits is not None:
             self._limits.stop()
+        if self._keypad is not None:
+            self._keypad.stop()
         await self._close_session(drain=request.drain)
         event = await self._report_end(request)
         with contextlib.suppress(Exception):  # best effort: the outbox keeps what is not sent
@@ -436,6 +445,10 @@ class Call(CallControls):
         return event
 
     # -- wiring to the session and the room ------------------------------------------------
+
+    @property
+    def _is_phone(self) -> bool:
+        return self._peek.get("type") == "outbound_phone"
 
     @property
     def _squad(self) -> SquadRuntime | None:
@@ -515,6 +528,14 @@ class Call(CallControls):
             "agent ended the call", extra={**self.log_fields, "agent": self.current_member()}
         )
         self.end_soon("agent_hangup", drain=True)
+
+    async def press_keys(self, keys: str) -> None:
+        """The agent presses ``keys`` on the phone (its ``send_dtmf`` tool); on a web call there
+        is no keypad (a :class:`ToolError` the LLM reads)."""
+        if not self._is_phone or self._caller is None:
+            raise ToolError("this is not a phone call: there is no keypad to press")
+        logger.info("agent pressed keys", extra={**self.log_fields, "keys": len(keys)})
+        await publish_keys(self._job.room.local_participant, keys)
 
 
 def _peek(metadata: str) -> dict[str, Any]:
