@@ -9,12 +9,14 @@ local participant (what reached the room).
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
 import pytest
 from livekit import rtc
-from livekit.agents import AgentSession, ToolError
+from livekit.agents import AgentSession, ToolError, llm
+from livekit.agents.voice.events import UserStateChangedEvent
 
 from convoi.agent import DetachedControls
 from convoi.agent.keypad import SEND_DTMF_DESCRIPTION, parse_keys
@@ -34,6 +36,7 @@ from convoi.worker.session import build_session
 from tests.fake_llm import Reply, ScriptedLLM
 from tests.helpers import SUPPORT
 from tests.test_call import (
+    TIMEOUT,
     Clock,
     FakeDialer,
     FakeJob,
@@ -88,6 +91,26 @@ async def keypad_session(
     keypad.start()
     assert harness.llm is not None
     return session, harness.llm, room, keypad, recorder
+
+
+async def said_times(session: AgentSession[Any], text: str, times: int) -> None:
+    """Wait (event-driven) until the agent has said exactly ``text`` ``times`` times."""
+
+    def count() -> int:
+        return sum(
+            isinstance(i, llm.ChatMessage) and i.role == "assistant" and i.text_content == text
+            for i in session.history.items
+        )
+
+    done = asyncio.get_running_loop().create_future()
+
+    def on_item(_: Any) -> None:
+        if count() >= times and not done.done():
+            done.set_result(None)
+
+    session.on("conversation_item_added", on_item)
+    if count() < times:
+        await asyncio.wait_for(done, TIMEOUT)
 
 
 def last_user(request_messages: list[dict[str, Any]]) -> str:
@@ -205,6 +228,43 @@ async def test_a_phone_call_gives_its_callers_keys_to_the_agent_and_transcribes_
         ("user", "123#", "dtmf"),
         ("assistant", "Thanks, that's account 123.", "voice"),
     ]
+
+
+async def test_a_key_after_the_silence_prompt_counts_as_the_caller_answering(
+    defs: Definitions, tmp_path: Path
+) -> None:
+    """Prompted for silence, the caller presses keys instead of speaking: the next silence is
+    prompted again rather than ending the call."""
+    job = FakeJob()
+    room = TextRoom(job)
+    call = Call(
+        job,
+        phone_spec(),
+        resources(defs, tmp_path, FakeDialer(answered)),
+        pipeline_factory=Scripted([Reply("Got it.", when="pressed")]),
+        start_session=room,
+        clock=Clock(),
+    )
+    await call.run()
+    session = room.session
+    assert session is not None
+    await assistant_said(session, "Hi Ahmed")
+    limits = defs.agents[SUPPORT].limits
+    away = UserStateChangedEvent(old_state="listening", new_state="away")
+    session.emit("user_state_changed", away)  # what livekit's away timer does
+    await assistant_said(session, limits.silence_prompt)
+    press(job.room, "5#")
+    await assistant_said(session, "Got it.")
+    session.emit("user_state_changed", away)  # silent again: prompted again, not hung up
+    assert not call.ended
+    await said_times(session, limits.silence_prompt, 2)
+    room.caller_leaves(CALLER)
+    await job.finished()
+
+    final = ended(reported(tmp_path))
+    said = [t.text for t in final.transcript or [] if t.role == "assistant"]
+    assert said[1:] == [limits.silence_prompt, "Got it.", limits.silence_prompt]
+    assert final.ended_reason == "customer_hangup"
 
 
 # -- the agent presses keys -----------------------------------------------------------------------

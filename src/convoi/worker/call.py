@@ -303,7 +303,11 @@ class Call(CallControls):
             raise
         if identity is not None and self._is_phone:  # the caller's keypad: see worker/dtmf.py
             self._keypad = KeypadInput(
-                self._job.room, built.session, identity, log_fields=self.log_fields
+                self._job.room,
+                built.session,
+                identity,
+                on_key=self._limits.caller_active if self._limits is not None else None,
+                log_fields=self.log_fields,
             )
             self._keypad.start()
 

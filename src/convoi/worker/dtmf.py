@@ -13,7 +13,8 @@ not be).
 
 Pressing keys is caller activity: livekit's RoomIO resets the session's away timer on every key of
 its linked participant (the caller), so the silence limit (:mod:`convoi.worker.limits`) does not
-run out while the caller types.
+run out while the caller types; and each key makes the limit forget its "are you still there?"
+prompt, as speaking does (``on_key``: :meth:`~convoi.worker.limits.LimitsWatch.caller_active`).
 
 **Out.** :func:`publish_keys` presses keys for the agent's ``send_dtmf`` tool: one SIP DTMF
 packet per key from the agent's participant (livekit's own ``send_dtmf_events`` does the same),
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 from typing import Any
 
 from livekit import rtc
@@ -101,7 +103,8 @@ class KeypadInput:
     """The caller's keys on one phone call, given to the session's agent as caller turns.
 
     Call :meth:`start` once the session runs with the caller ``caller`` (their participant
-    identity), :meth:`stop` when the call ends.
+    identity), :meth:`stop` when the call ends. ``on_key`` is told of each of the caller's keys
+    (the silence limit counts them as activity).
     """
 
     def __init__(
@@ -111,12 +114,14 @@ class KeypadInput:
         caller: str,
         *,
         timeout: float = INTER_KEY_TIMEOUT,
+        on_key: Callable[[], object] | None = None,
         log_fields: dict[str, Any] | None = None,
     ) -> None:
         self._room = room
         self._session = session
         self._caller = caller
         self._timeout = timeout
+        self._on_key = on_key
         self._fields = log_fields or {}
         self._buffer = KeyBuffer()
         self._timer: asyncio.TimerHandle | None = None
@@ -142,6 +147,8 @@ class KeypadInput:
             return
         if event.participant is None or event.participant.identity != self._caller:
             return  # only the caller's keys are the caller's input
+        if self._on_key is not None:
+            self._on_key()
         self._cancel_timer()
         if (keys := self._buffer.press(event.digit)) is not None:
             self._submit(keys)
