@@ -10,6 +10,7 @@ from livekit.agents import Agent, ModelSettings, RunContext, function_tool, llm,
 from livekit.agents.llm import ChatContext, StopResponse
 
 from convoi.agent.controls import CallControls
+from convoi.agent.keypad import send_dtmf_tool
 from convoi.callspec import EffectiveAgent
 
 if TYPE_CHECKING:
@@ -49,8 +50,9 @@ class ConvoiAgent(Agent):
     :class:`~convoi.agent.controls.CallControls`.
 
     On entering the session it speaks its rendered first_message (the pre-rendered audio when the
-    call has it), or asks the LLM for an opener when there is none. ``tools`` are added after the
-    built-in ones; ``chat_ctx`` is the history it starts with (a squad member taking over a call),
+    call has it), or asks the LLM for an opener when there is none. Its built-in tools are those
+    its ``tools`` name (``end_call``, ``send_dtmf``: :mod:`convoi.agent.keypad`); ``tools`` are
+    added after them; ``chat_ctx`` is the history it starts with (a squad member taking over a call),
     empty by default.
     """
 
@@ -69,6 +71,8 @@ class ConvoiAgent(Agent):
             if "end_call" in effective.agent.tools
             else []
         )
+        if "send_dtmf" in effective.agent.tools:
+            built_in.append(send_dtmf_tool())
         super().__init__(
             instructions=effective.instructions,
             stt=stt,

@@ -2,7 +2,7 @@
 
 The AgentSession's ``userdata`` is a :class:`CallControls`: the agents running in the session count
 the caller audio they stream (STT is billed on it), take the greeting audio rendered while a phone
-rang, and ask for the call to be hung up. They never end the call, report it or shut the job down
+rang, ask for the call to be hung up and press keys on the phone (``send_dtmf``). They never end the call, report it or shut the job down
 themselves: the call object (:class:`convoi.worker.call.Call`) does, once.
 
 :class:`DetachedControls` is a stand-alone implementation for sessions that run without a call
@@ -43,6 +43,9 @@ class CallControls(Protocol):
         while a machine is being dealt with) and must get no reply of its own."""
         return False
 
+    async def press_keys(self, keys: str) -> None:
+        """Press ``keys`` (``0``-``9``, ``*``, ``#``) on the phone, in order (phone calls)."""
+
 
 @dataclass
 class DetachedControls:
@@ -54,6 +57,8 @@ class DetachedControls:
     hung_up: bool = False
     """True once an agent asked to hang up."""
     session: AgentSession[Any] | None = None
+    pressed: list[str] = field(default_factory=list)
+    """The keys each ``press_keys`` asked for, in order."""
 
     def count_stt_audio(self, member: str, seconds: float) -> None:
         """Add ``seconds`` to ``member``'s count."""
@@ -77,3 +82,7 @@ class DetachedControls:
     def heard_before_greeting(self, message: llm.ChatMessage) -> bool:
         """Every turn gets its reply."""
         return False
+
+    async def press_keys(self, keys: str) -> None:
+        """Record the keys (there is no phone to press them on)."""
+        self.pressed.append(keys)

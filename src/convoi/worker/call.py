@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from livekit import api, rtc
-from livekit.agents import AgentSession, llm, room_io, tts
+from livekit.agents import AgentSession, ToolError, llm, room_io, tts
 from livekit.agents.voice.events import AgentStateChangedEvent, CloseEvent, CloseReason
 from pydantic import TypeAdapter
 
@@ -46,6 +46,7 @@ from convoi.squads import SquadRuntime
 from convoi.telephony import DialOutcome
 from convoi.worker import metrics
 from convoi.worker.config import JobResources
+from convoi.worker.dtmf import KeypadInput, publish_keys
 from convoi.worker.limits import LimitsWatch
 from convoi.worker.log import logger
 from convoi.worker.phone import dial_customer
@@ -166,6 +167,7 @@ class Call(CallControls):
         self._recorder: TranscriptRecorder | None = None
         self._limits: LimitsWatch | None = None
         self._detection: VoicemailDetection | None = None
+        self._keypad: KeypadInput | None = None
         self._greeting_audio: list[rtc.AudioFrame] | None = None
         self._caller: str | None = None
         self._caller_left_at: float | None = None
@@ -313,6 +315,15 @@ class Call(CallControls):
             raise
         if self._detection is not None:
             self._detection.start()  # the greeting waits for its verdict
+        if identity is not None and self._is_phone:  # the caller's keypad: see worker/dtmf.py
+            self._keypad = KeypadInput(
+                self._job.room,
+                built.session,
+                identity,
+                on_key=self._limits.caller_active if self._limits is not None else None,
+                log_fields=self.log_fields,
+            )
+            self._keypad.start()
 
     async def _start_in_room(
         self, session: AgentSession[CallControls], agent: ConvoiAgent, identity: str | None
@@ -391,6 +402,8 @@ class Call(CallControls):
             self._limits.stop()
         if self._detection is not None:
             self._detection.stop()
+        if self._keypad is not None:
+            self._keypad.stop()
         await self._close_session(drain=request.drain)
         event = await self._report_end(request)
         with contextlib.suppress(Exception):  # best effort: the outbox keeps what is not sent
@@ -452,6 +465,10 @@ class Call(CallControls):
         return event
 
     # -- wiring to the session and the room ------------------------------------------------
+
+    @property
+    def _is_phone(self) -> bool:
+        return self._peek.get("type") == "outbound_phone"
 
     @property
     def _squad(self) -> SquadRuntime | None:
@@ -545,6 +562,14 @@ class Call(CallControls):
         if held and self._recorder is not None:
             self._recorder.record(message)
         return held
+
+    async def press_keys(self, keys: str) -> None:
+        """The agent presses ``keys`` on the phone (its ``send_dtmf`` tool); on a web call there
+        is no keypad (a :class:`ToolError` the LLM reads)."""
+        if not self._is_phone or self._caller is None:
+            raise ToolError("this is not a phone call: there is no keypad to press")
+        logger.info("agent pressed keys", extra={**self.log_fields, "keys": len(keys)})
+        await publish_keys(self._job.room.local_participant, keys)
 
 
 def _peek(metadata: str) -> dict[str, Any]:

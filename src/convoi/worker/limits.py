@@ -6,8 +6,9 @@
 - **Silence** rides on livekit-agents' away detection (``AgentSession(user_away_timeout=…)``):
   the user turns ``away`` after ``silence_timeout_seconds`` during which neither the caller nor
   the agent spoke and no tool ran. The first time, the agent says ``silence_prompt`` and the
-  countdown restarts (``reset_away_timer``); the caller speaking forgets it; a second ``away``
-  says ``silence_goodbye`` and ends the call (drained: the goodbye is heard).
+  countdown restarts (``reset_away_timer``); the caller speaking (or pressing a key:
+  :meth:`LimitsWatch.caller_active`) forgets it; a second ``away`` says ``silence_goodbye`` and
+  ends the call (drained: the goodbye is heard).
 - **Duration**: ``wrap_up_seconds`` before ``max_duration_seconds`` (counted from ``active``) the
   agent says ``wrap_up_message``; at ``max_duration_seconds`` the call ends (drained).
 """
@@ -66,6 +67,11 @@ class LimitsWatch:
         self._session.off("user_state_changed", self._on_user_state)
         if self._deadline is not None:
             self._deadline.cancel()
+
+    def caller_active(self) -> None:
+        """The caller did something other than speak (pressed a key): as speaking does, it
+        forgets the silence prompt, so the next silence is prompted again."""
+        self._prompted = False
 
     def _on_user_state(self, event: UserStateChangedEvent) -> None:
         if event.new_state == "speaking":

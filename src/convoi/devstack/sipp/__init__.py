@@ -6,7 +6,8 @@ RTP after a delay), ``busy`` (486), ``ring_no_answer`` (180 until CANCEL), ``rej
 ``not_found`` (404), ``answer_then_hangup`` (BYE from the callee) and ``answer_and_stay`` (until
 the other side's BYE). It tells what happened from SIPp's message trace (INVITE, 200, ACK, who sent
 BYE, exit code, statistics) and records the RTP sent to the callee with tcpdump
-(:class:`Recording`: decoded 8 kHz PCM, speech segments, first audio).
+(:class:`Recording`: decoded 8 kHz PCM, speech segments, first audio, the keys pressed on the
+phone as telephone-events). ``answer_talk`` can press keys too (RFC 4733, :mod:`.keypad`).
 
 :class:`SippCaller` is the matching UAC the package's own tests use. Both need ``sipp`` (Debian
 ``sip-tester``, built with PCAP) and, for media, root (SIPp replays pcaps over raw sockets;
@@ -18,6 +19,7 @@ from __future__ import annotations
 from convoi.devstack.sipp.callee import SippCallee
 from convoi.devstack.sipp.caller import SippCaller
 from convoi.devstack.sipp.capture import Recording, RtpCapture, SpeechSegment, speech_segments
+from convoi.devstack.sipp.keypad import TelephoneEvent
 from convoi.devstack.sipp.process import Role, SipMessage, SippPhone
 from convoi.devstack.sipp.scenarios import Behaviour, BehaviourName, CallerPlan
 
@@ -33,5 +35,6 @@ __all__ = [
     "SippCaller",
     "SippPhone",
     "SpeechSegment",
+    "TelephoneEvent",
     "speech_segments",
 ]

@@ -6,7 +6,8 @@ sends the callee. ``tcpdump -i lo udp and dst port P`` records them packet-buffe
 pcap that can be read while the call runs; :class:`Recording` decodes it to 16-bit 8 kHz PCM and
 splits it into speech segments the way the simulated web caller measures agent audio (frame RMS
 against :data:`~convoi.devstack.audio.SPEECH_RMS_THRESHOLD`, a segment ends after
-``end_silence_ms`` of quiet).
+``end_silence_ms`` of quiet). The keys the bridge pressed on the phone come in the same stream
+as telephone-events (:meth:`Recording.key_events`, :attr:`Recording.keys`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import numpy as np
 
 from convoi.devstack.audio import SPEECH_RMS_THRESHOLD, rms
 from convoi.devstack.harness import ManagedProcess
+from convoi.devstack.sipp.keypad import TELEPHONE_EVENT, TelephoneEvent, received_keys
 from convoi.devstack.sipp.rtp import PCMA, RATE, RtpPacket, decode_pcma, read_rtp_pcap
 
 __all__ = ["Recording", "RtpCapture", "SpeechSegment", "speech_segments"]
@@ -132,6 +134,15 @@ class Recording:
         """Epoch time at which the first loud frame arrived (start + offset), if any."""
         offset, start = self.first_audio_s(threshold), self.started_at
         return None if offset is None or start is None else start + offset
+
+    def key_events(self, payload_type: int = TELEPHONE_EVENT) -> list[TelephoneEvent]:
+        """The keys received as RFC 4733 telephone-events of ``payload_type``, in order."""
+        return received_keys(self.packets, payload_type=payload_type)
+
+    @property
+    def keys(self) -> str:
+        """The keys received (telephone-event 101), in order, e.g. ``"42"``."""
+        return "".join(event.key for event in self.key_events())
 
     def write_wav(self, path: Path) -> Path:
         """The decoded audio as a 16-bit mono WAV file (for listening to a failed test)."""

@@ -10,7 +10,7 @@ captured back into :class:`RtpPacket` records, and :func:`decode_pcma` turns tho
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +25,7 @@ __all__ = [
     "alaw_encode",
     "decode_pcma",
     "read_rtp_pcap",
+    "speech_packets",
     "write_rtp_pcap",
     "write_speech_pcap",
 ]
@@ -152,15 +153,16 @@ def write_rtp_pcap(
     return path
 
 
-def write_speech_pcap(
-    path: Path,
+def speech_packets(
     pcm: np.ndarray,
     *,
     lead_s: float = 0.0,
     total_s: float | None = None,
     ssrc: int = 0x0C0FFEE,
-) -> Path:
-    """An RTP/PCMA pcap of ``lead_s`` silence, the 8 kHz ``pcm`` and silence up to ``total_s``.
+) -> list[RtpPacket]:
+    """One RTP/PCMA stream of ``lead_s`` silence, the 8 kHz ``pcm`` and silence up to
+    ``total_s``: 20 ms per packet, consecutive sequence numbers and timestamps from 0, arrival
+    times from 0 (seconds into the stream).
 
     The silence is sent as real packets (a phone keeps sending while nobody talks): a bridge that
     hears no RTP for a while hangs up (livekit-sip: 30 s before the first packet, 15 s after one).
@@ -172,14 +174,25 @@ def write_speech_pcap(
     if samples.size % SAMPLES_PER_PACKET:
         samples = np.pad(samples, (0, SAMPLES_PER_PACKET - samples.size % SAMPLES_PER_PACKET))
     encoded = alaw_encode(samples)
+    packets: list[RtpPacket] = []
+    for i in range(samples.size // SAMPLES_PER_PACKET):
+        chunk = encoded[i * SAMPLES_PER_PACKET : (i + 1) * SAMPLES_PER_PACKET]
+        ts = (i * SAMPLES_PER_PACKET) & 0xFFFFFFFF
+        packets.append(RtpPacket(i * 0.02, PCMA, i & 0xFFFF, ts, ssrc, i == 0, chunk))
+    return packets
 
-    def packets() -> Iterator[RtpPacket]:
-        for i in range(samples.size // SAMPLES_PER_PACKET):
-            chunk = encoded[i * SAMPLES_PER_PACKET : (i + 1) * SAMPLES_PER_PACKET]
-            ts = (i * SAMPLES_PER_PACKET) & 0xFFFFFFFF
-            yield RtpPacket(i * 0.02, PCMA, i & 0xFFFF, ts, ssrc, i == 0, chunk)
 
-    return write_rtp_pcap(path, packets())
+def write_speech_pcap(
+    path: Path,
+    pcm: np.ndarray,
+    *,
+    lead_s: float = 0.0,
+    total_s: float | None = None,
+    ssrc: int = 0x0C0FFEE,
+) -> Path:
+    """An RTP/PCMA pcap of :func:`speech_packets` (``lead_s`` silence, ``pcm``, silence up to
+    ``total_s``)."""
+    return write_rtp_pcap(path, speech_packets(pcm, lead_s=lead_s, total_s=total_s, ssrc=ssrc))
 
 
 def _udp_payload(frame: bytes, link: int) -> tuple[int, bytes] | None:

@@ -17,7 +17,8 @@ from typing import Literal
 import numpy as np
 
 from convoi.devstack.audio import synthesize
-from convoi.devstack.sipp.rtp import RATE, write_speech_pcap
+from convoi.devstack.sipp.keypad import key_schedule, with_key_presses
+from convoi.devstack.sipp.rtp import RATE, speech_packets, write_rtp_pcap
 
 __all__ = [
     "STATUS_LINES",
@@ -62,6 +63,9 @@ class Behaviour:
     """The callee sends BYE this long after the ACK; None waits for the other side's BYE."""
     then: tuple[tuple[float, str], ...] = ()
     """Further lines: ``(silence_s, text)``, each said ``silence_s`` after the previous one."""
+    keys: tuple[tuple[float, str], ...] = ()
+    """Keys pressed: ``(at_s, keys)`` presses ``keys`` one after another from ``at_s`` after the
+    ACK, as RFC 4733 telephone-events (see :mod:`~convoi.devstack.sipp.keypad`)."""
 
     @classmethod
     def answer_talk(
@@ -71,11 +75,17 @@ class Behaviour:
         delay_s: float = 0.0,
         hangup_after_s: float | None = None,
         then: tuple[tuple[float, str], ...] = (),
+        keys: tuple[tuple[float, str], ...] = (),
     ) -> Behaviour:
-        """Answer (PCMA), say ``text`` after ``delay_s`` (and the ``then`` lines after it), then
-        stay (or hang up after a while)."""
+        """Answer (PCMA), say ``text`` after ``delay_s`` (and the ``then`` lines after it), press
+        the ``keys`` (``(at_s, keys)`` after the ACK), then stay (or hang up after a while)."""
         return cls(
-            "answer_talk", text=text, delay_s=delay_s, hangup_after_s=hangup_after_s, then=then
+            "answer_talk",
+            text=text,
+            delay_s=delay_s,
+            hangup_after_s=hangup_after_s,
+            then=then,
+            keys=keys,
         )
 
     @classmethod
@@ -120,6 +130,8 @@ class Behaviour:
             parts.append(STATUS_LINES[self.status].removeprefix("SIP/2.0 "))
         if self.text:
             parts.append(f"says {self.text!r} after {self.delay_s:g}s")
+        for at_s, keys in self.keys:
+            parts.append(f"presses {keys} at {at_s:g}s")
         if self.hangup_after_s is not None:
             parts.append(f"hangs up {self.hangup_after_s:g}s after the ACK")
         return ", ".join(parts)
@@ -175,16 +187,19 @@ def speech_pcap(
     total_s: float,
     voice: str = "en-us",
     then: tuple[tuple[float, str], ...] = (),
+    keys: tuple[tuple[float, str], ...] = (),
 ) -> Path:
     """espeak-ng ``text`` at 8 kHz as an RTP/PCMA pcap: ``lead_s`` silence, speech, silence (and
-    each ``then`` line after its own silence)."""
+    each ``then`` line after its own silence), with the ``keys`` (``(at_s, keys)``) pressed as
+    telephone-events."""
     parts = [synthesize(text, RATE, voice=voice) if text else np.zeros(0, dtype=np.int16)]
     for silence_s, line in then:
         parts += [
             np.zeros(round(silence_s * RATE), dtype=np.int16),
             synthesize(line, RATE, voice=voice),
         ]
-    return write_speech_pcap(path, np.concatenate(parts), lead_s=lead_s, total_s=total_s)
+    packets = speech_packets(np.concatenate(parts), lead_s=lead_s, total_s=total_s)
+    return write_rtp_pcap(path, with_key_presses(packets, key_schedule(keys)))
 
 
 def _ms(seconds: float) -> str:
@@ -207,6 +222,7 @@ def render_callee(behaviour: Behaviour, folder: Path, *, hold_s: float = 120.0) 
             lead_s=behaviour.delay_s,
             total_s=hold_s,
             then=behaviour.then,
+            keys=behaviour.keys,
         )
         ack_actions, ending = "", _template("end_wait_bye.xml")
         if behaviour.hangup_after_s is not None:
