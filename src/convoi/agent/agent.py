@@ -7,9 +7,10 @@ from typing import TYPE_CHECKING, Any
 
 from livekit import rtc
 from livekit.agents import Agent, ModelSettings, RunContext, function_tool, llm, stt, tts
-from livekit.agents.llm import ChatContext
+from livekit.agents.llm import ChatContext, Tool
 
 from convoi.agent.controls import CallControls
+from convoi.agent.transfer import transfer_tool
 from convoi.callspec import EffectiveAgent
 
 if TYPE_CHECKING:
@@ -64,11 +65,13 @@ class ConvoiAgent(Agent):
         tools: Sequence[llm.Tool] | None = None,
         chat_ctx: ChatContext | None = None,
     ) -> None:
-        built_in = (
+        built_in: list[Tool] = (
             [function_tool(self._end_call, name="end_call", description=END_CALL_DESCRIPTION)]
             if "end_call" in effective.agent.tools
             else []
         )
+        if effective.agent.transfers:  # phone calls only: web calls resolve without transfers
+            built_in.append(transfer_tool(effective.agent.transfers))
         super().__init__(
             instructions=effective.instructions,
             stt=stt,

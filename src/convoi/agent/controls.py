@@ -3,7 +3,8 @@
 The AgentSession's ``userdata`` is a :class:`CallControls`: the agents running in the session count
 the caller audio they stream (STT is billed on it), take the greeting audio rendered while a phone
 rang, and ask for the call to be hung up. They never end the call, report it or shut the job down
-themselves: the call object (:class:`convoi.worker.call.Call`) does, once.
+themselves: the call object (:class:`convoi.worker.call.Call`) does, once. A phone call's agent
+may also ask for the caller to be transferred (:meth:`CallControls.transfer_caller`).
 
 :class:`DetachedControls` is a stand-alone implementation for sessions that run without a call
 (text-mode tests, tools): it records what was asked, and a hang-up closes its session.
@@ -17,7 +18,19 @@ from typing import Any, Protocol
 from livekit import rtc
 from livekit.agents import AgentSession
 
-__all__ = ["CallControls", "DetachedControls"]
+from convoi.definitions.models import TransferDestination
+
+__all__ = ["CallControls", "DetachedControls", "TransferOutcome"]
+
+
+@dataclass(frozen=True)
+class TransferOutcome:
+    """What became of a transfer the agent asked for."""
+
+    succeeded: bool
+    """True when the caller was handed over (the call is ending ``transferred``)."""
+    error: str | None = None
+    """Why it failed (e.g. ``SIP 403 Forbidden``); the caller is still on the line with us."""
 
 
 class CallControls(Protocol):
@@ -32,6 +45,14 @@ class CallControls(Protocol):
     def hang_up(self) -> None:
         """The agent ends the call (``agent_hangup``), after what it is saying now."""
 
+    async def transfer_caller(
+        self, destination: TransferDestination, *, summary: str | None = None
+    ) -> TransferOutcome:
+        """Hand the caller over to ``destination`` (cold: SIP REFER; warm: brief a human first,
+        then connect them). Returns once it succeeded (the call is then ending) or failed (the
+        conversation goes on). ``summary`` is the agent's short reason, for a warm briefing."""
+        ...
+
 
 @dataclass
 class DetachedControls:
@@ -43,6 +64,10 @@ class DetachedControls:
     hung_up: bool = False
     """True once an agent asked to hang up."""
     session: AgentSession[Any] | None = None
+    transfers: list[tuple[TransferDestination, str | None]] = field(default_factory=list)
+    """Every transfer asked for: the destination and the summary."""
+    transfer_outcome: TransferOutcome = TransferOutcome(succeeded=True)
+    """What :meth:`transfer_caller` answers."""
 
     def count_stt_audio(self, member: str, seconds: float) -> None:
         """Add ``seconds`` to ``member``'s count."""
@@ -58,3 +83,10 @@ class DetachedControls:
         self.hung_up = True
         if self.session is not None:
             self.session.shutdown(drain=True)
+
+    async def transfer_caller(
+        self, destination: TransferDestination, *, summary: str | None = None
+    ) -> TransferOutcome:
+        """Record the request and answer :attr:`transfer_outcome`."""
+        self.transfers.append((destination, summary))
+        return self.transfer_outcome
