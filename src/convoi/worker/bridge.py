@@ -26,6 +26,7 @@ BRIDGE_TRACK = "transfer-bridge"
 
 _RATE = 48_000
 _TRACK_WAIT = 10.0
+_CLOSE_TIMEOUT = 5.0
 
 
 class Leg:
@@ -61,7 +62,6 @@ class AudioBridge:
         self.caller, self.human = caller, human
         self._done = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
-        self._published: list[tuple[rtc.Room, str]] = []
 
     async def start(self) -> None:
         """Relay the caller's audio into the human's room and the human's into the caller's."""
@@ -70,8 +70,7 @@ class AudioBridge:
             source = rtc.AudioSource(_RATE, 1)
             local = rtc.LocalAudioTrack.create_audio_track(BRIDGE_TRACK, source)
             options = rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_MICROPHONE)
-            pub = await other.room.local_participant.publish_track(local, options)
-            self._published.append((other.room, pub.sid))
+            await other.room.local_participant.publish_track(local, options)
             self._tasks.append(asyncio.create_task(self._relay(track, source), name="bridge"))
             leg.room.on("participant_disconnected", self._left(leg))
             leg.room.on("disconnected", lambda *_: self._done.set())
@@ -97,18 +96,14 @@ class AudioBridge:
         await self._done.wait()
 
     async def aclose(self, lk: api.LiveKitAPI) -> None:
-        """Stop relaying and hang the human's leg up (its side room is deleted)."""
+        """Stop relaying and hang the human's leg up (its side room is deleted) first: the job
+        may be shutting down around us (the caller's room going away ends it)."""
         for task in self._tasks:
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(BaseException):
-                await task
-        for room, sid in self._published:
-            with contextlib.suppress(Exception):
-                await room.local_participant.unpublish_track(sid)
         try:
-            await lk.room.delete_room(api.DeleteRoomRequest(room=self.human.room.name))
+            request = api.DeleteRoomRequest(room=self.human.room.name)
+            await asyncio.wait_for(lk.room.delete_room(request), timeout=_CLOSE_TIMEOUT)
         except Exception as exc:
             logger.warning("could not delete the transfer's side room: %s", type(exc).__name__)
         with contextlib.suppress(Exception):
-            await self.human.room.disconnect()
+            await asyncio.wait_for(self.human.room.disconnect(), timeout=_CLOSE_TIMEOUT)

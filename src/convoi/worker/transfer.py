@@ -173,7 +173,8 @@ class TransferDesk:
     async def _delete_side_room(self) -> None:
         room = self._job.room.name + SIDE_ROOM_SUFFIX
         try:
-            await self._job.api.room.delete_room(api.DeleteRoomRequest(room=room))
+            request = api.DeleteRoomRequest(room=room)
+            await asyncio.wait_for(self._job.api.room.delete_room(request), timeout=5.0)
         except Exception as exc:
             logger.warning(
                 "could not delete the transfer's side room: %s",

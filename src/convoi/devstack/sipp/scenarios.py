@@ -20,6 +20,7 @@ from convoi.devstack.audio import synthesize
 from convoi.devstack.sipp.rtp import RATE, write_speech_pcap
 
 __all__ = [
+    "REFER_STATUS_LINES",
     "STATUS_LINES",
     "Behaviour",
     "BehaviourName",
@@ -46,6 +47,12 @@ STATUS_LINES = {
 }
 """Final responses the phone can give, as SIPp must see them: literal status lines."""
 
+REFER_STATUS_LINES = {
+    403: "SIP/2.0 403 Forbidden",
+    503: "SIP/2.0 503 Service Unavailable",
+}
+"""How the phone can refuse a REFER (``refer_status``; 202 accepts it)."""
+
 
 @dataclass(frozen=True)
 class Behaviour:
@@ -62,6 +69,10 @@ class Behaviour:
     """The callee sends BYE this long after the ACK; None waits for the other side's BYE."""
     then: tuple[tuple[float, str], ...] = ()
     """Further lines: ``(silence_s, text)``, each said ``silence_s`` after the previous one."""
+    refer_status: int | None = None
+    """answer_talk: how a REFER (a cold transfer) is answered: 202 accepts it (then NOTIFY with
+    ``SIP/2.0 200 OK`` and wait for the BYE), a :data:`REFER_STATUS_LINES` code refuses it and
+    the call goes on; None expects no REFER."""
 
     @classmethod
     def answer_talk(
@@ -71,11 +82,19 @@ class Behaviour:
         delay_s: float = 0.0,
         hangup_after_s: float | None = None,
         then: tuple[tuple[float, str], ...] = (),
+        refer_status: int | None = None,
     ) -> Behaviour:
         """Answer (PCMA), say ``text`` after ``delay_s`` (and the ``then`` lines after it), then
-        stay (or hang up after a while)."""
+        stay (or hang up after a while); with ``refer_status``, answer the REFER that comes."""
+        if refer_status not in (None, 202, *REFER_STATUS_LINES):
+            raise ValueError(f"no scenario answers a REFER with {refer_status}")
         return cls(
-            "answer_talk", text=text, delay_s=delay_s, hangup_after_s=hangup_after_s, then=then
+            "answer_talk",
+            text=text,
+            delay_s=delay_s,
+            hangup_after_s=hangup_after_s,
+            then=then,
+            refer_status=refer_status,
         )
 
     @classmethod
@@ -122,6 +141,8 @@ class Behaviour:
             parts.append(f"says {self.text!r} after {self.delay_s:g}s")
         if self.hangup_after_s is not None:
             parts.append(f"hangs up {self.hangup_after_s:g}s after the ACK")
+        if self.refer_status is not None:
+            parts.append(f"answers REFER with {self.refer_status}")
         return ", ".join(parts)
 
 
@@ -212,6 +233,8 @@ def render_callee(behaviour: Behaviour, folder: Path, *, hold_s: float = 120.0) 
         if behaviour.hangup_after_s is not None:
             ack_actions = _template("ack_keep_dialog.xml")
             ending = _fill(_template("end_callee_bye.xml"), hangup_ms=_ms(behaviour.hangup_after_s))
+        elif behaviour.refer_status is not None:
+            ack_actions, ending = _refer_handling(behaviour.refer_status)
         text = _fill(
             _template("callee_answer.xml"),
             pcap=str(pcap),
@@ -228,6 +251,15 @@ def render_callee(behaviour: Behaviour, folder: Path, *, hold_s: float = 120.0) 
     path = folder / f"{name}.xml"
     path.write_text(text, encoding="utf-8")
     return path
+
+
+def _refer_handling(status: int) -> tuple[str, str]:
+    """ACK actions and the scenario's ending for a callee that receives a REFER."""
+    if status == 202:  # our NOTIFY needs the dialog's From/To
+        ending = _template("end_refer_accept.xml") + _template("end_wait_bye.xml")
+        return _template("ack_keep_dialog.xml"), ending
+    refer = _fill(_template("end_refer_reject.xml"), status_line=REFER_STATUS_LINES[status])
+    return "", refer + _template("end_wait_bye.xml")
 
 
 def render_caller(
