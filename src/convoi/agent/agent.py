@@ -7,10 +7,11 @@ from typing import TYPE_CHECKING, Any
 
 from livekit import rtc
 from livekit.agents import Agent, ModelSettings, RunContext, function_tool, llm, stt, tts
-from livekit.agents.llm import ChatContext, StopResponse
+from livekit.agents.llm import ChatContext, StopResponse, Tool
 
 from convoi.agent.controls import CallControls
 from convoi.agent.keypad import send_dtmf_tool
+from convoi.agent.transfer import transfer_tool
 from convoi.callspec import EffectiveAgent
 
 if TYPE_CHECKING:
@@ -66,13 +67,15 @@ class ConvoiAgent(Agent):
         tools: Sequence[llm.Tool] | None = None,
         chat_ctx: ChatContext | None = None,
     ) -> None:
-        built_in = (
+        built_in: list[Tool] = (
             [function_tool(self._end_call, name="end_call", description=END_CALL_DESCRIPTION)]
             if "end_call" in effective.agent.tools
             else []
         )
         if "send_dtmf" in effective.agent.tools:
             built_in.append(send_dtmf_tool())
+        if effective.agent.transfers:  # phone calls only: web calls resolve without transfers
+            built_in.append(transfer_tool(effective.agent.transfers))
         super().__init__(
             instructions=effective.instructions,
             stt=stt,

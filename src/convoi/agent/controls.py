@@ -4,6 +4,9 @@ The AgentSession's ``userdata`` is a :class:`CallControls`: the agents running i
 the caller audio they stream (STT is billed on it), take the greeting audio rendered while a phone
 rang, ask for the call to be hung up and press keys on the phone (``send_dtmf``). They never end the call, report it or shut the job down
 themselves: the call object (:class:`convoi.worker.call.Call`) does, once.
+rang, and ask for the call to be hung up. They never end the call, report it or shut the job down
+themselves: the call object (:class:`convoi.worker.call.Call`) does, once. A phone call's agent
+may also ask for the caller to be transferred (:meth:`CallControls.transfer_caller`).
 
 :class:`DetachedControls` is a stand-alone implementation for sessions that run without a call
 (text-mode tests, tools): it records what was asked, and a hang-up closes its session.
@@ -17,7 +20,19 @@ from typing import Any, Protocol
 from livekit import rtc
 from livekit.agents import AgentSession, llm
 
-__all__ = ["CallControls", "DetachedControls"]
+from convoi.definitions.models import TransferDestination
+
+__all__ = ["CallControls", "DetachedControls", "TransferOutcome"]
+
+
+@dataclass(frozen=True)
+class TransferOutcome:
+    """What became of a transfer the agent asked for."""
+
+    succeeded: bool
+    """True when the caller was handed over (the call is ending ``transferred``)."""
+    error: str | None = None
+    """Why it failed (e.g. ``SIP 403 Forbidden``); the caller is still on the line with us."""
 
 
 class CallControls(Protocol):
@@ -46,6 +61,14 @@ class CallControls(Protocol):
     async def press_keys(self, keys: str) -> None:
         """Press ``keys`` (``0``-``9``, ``*``, ``#``) on the phone, in order (phone calls)."""
 
+    async def transfer_caller(
+        self, destination: TransferDestination, *, summary: str | None = None
+    ) -> TransferOutcome:
+        """Hand the caller over to ``destination`` (cold: SIP REFER; warm: brief a human first,
+        then connect them). Returns once it succeeded (the call is then ending) or failed (the
+        conversation goes on). ``summary`` is the agent's short reason, for a warm briefing."""
+        ...
+
 
 @dataclass
 class DetachedControls:
@@ -59,6 +82,10 @@ class DetachedControls:
     session: AgentSession[Any] | None = None
     pressed: list[str] = field(default_factory=list)
     """The keys each ``press_keys`` asked for, in order."""
+    transfers: list[tuple[TransferDestination, str | None]] = field(default_factory=list)
+    """Every transfer asked for: the destination and the summary."""
+    transfer_outcome: TransferOutcome = TransferOutcome(succeeded=True)
+    """What :meth:`transfer_caller` answers."""
 
     def count_stt_audio(self, member: str, seconds: float) -> None:
         """Add ``seconds`` to ``member``'s count."""
@@ -86,3 +113,10 @@ class DetachedControls:
     async def press_keys(self, keys: str) -> None:
         """Record the keys (there is no phone to press them on)."""
         self.pressed.append(keys)
+
+    async def transfer_caller(
+        self, destination: TransferDestination, *, summary: str | None = None
+    ) -> TransferOutcome:
+        """Record the request and answer :attr:`transfer_outcome`."""
+        self.transfers.append((destination, summary))
+        return self.transfer_outcome

@@ -224,5 +224,7 @@ def resolve_call(
     agent = defs.agents.get(spec.agent_id)
     if agent is None:
         raise _error("agent_id", f"unknown agent {spec.agent_id}")
+    if spec.type != "outbound_phone" and agent.transfers:
+        agent = agent.model_copy(update={"transfers": ()})  # only a phone call can be transferred
     member = _effective("agent", agent, call_layer, name, defs.prices)
     return ResolvedCall(spec, {"agent": member}, "agent", phone_number=phone)

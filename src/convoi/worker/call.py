@@ -15,13 +15,16 @@ joining, an invalid CallSpec, a provider error, the job shutting down — goes t
 5. delete the room when our side ended the call, and shut the job down.
 
 The session's agents reach the call through :class:`~convoi.agent.CallControls` (the session's
-userdata): they count STT audio, take the pre-rendered greeting and ask to hang up.
+userdata): they count STT audio, take the pre-rendered greeting, ask to hang up and, on phone
+calls, to transfer the caller (:mod:`convoi.worker.transfer`; a successful transfer ends the
+call ``transferred``; after a warm one the job keeps the two legs bridged until one hangs up).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import time
 from collections.abc import Awaitable, Callable, Coroutine
@@ -33,9 +36,10 @@ from livekit.agents import AgentSession, ToolError, llm, room_io, tts
 from livekit.agents.voice.events import AgentStateChangedEvent, CloseEvent, CloseReason
 from pydantic import TypeAdapter
 
-from convoi.agent import CallControls, ConvoiAgent
+from convoi.agent import CallControls, ConvoiAgent, TransferOutcome
 from convoi.callspec import CallSpecError, ResolvedCall, resolve_call
 from convoi.definitions.ids import CallId
+from convoi.definitions.models import TransferDestination
 from convoi.lifecycle import EndedReason, Fault, TerminalStatus
 from convoi.pipeline.factory import PipelineError, build_pipeline
 from convoi.reporting.channel import ReportingChannel
@@ -52,6 +56,7 @@ from convoi.worker.log import logger
 from convoi.worker.phone import dial_customer
 from convoi.worker.recording import TranscriptRecorder
 from convoi.worker.session import BuiltSession, PipelineFactory, build_session
+from convoi.worker.transfer import TransferDesk
 from convoi.worker.voicemail import VoicemailDetection, detection_for
 
 __all__ = [
@@ -100,6 +105,10 @@ class JobHandle(Protocol):
     def add_shutdown_callback(
         self, callback: Callable[[str], Coroutine[None, None, None]]
     ) -> None: ...
+
+    def transfer_sip_participant(
+        self, participant: Any, transfer_to: str, play_dialtone: bool = False
+    ) -> asyncio.Future[Any]: ...
 
 
 SessionStarter = Callable[[AgentSession[CallControls], ConvoiAgent, str | None], Awaitable[None]]
@@ -177,6 +186,7 @@ class Call(CallControls):
         self._ending: asyncio.Task[CallEvent | None] | None = None
         self.transfer: TransferReport | None = None
         """The call's (last) transfer, for ``call.ended``."""
+        self._transfers = TransferDesk(job, clock=clock, log_fields=self.log_fields)
         self.voicemail: VoicemailReport | None = None
         """What answering-machine detection decided, for ``call.ended``."""
         self.reporter: CallReporter | None = None
@@ -398,6 +408,8 @@ class Call(CallControls):
         return await asyncio.shield(task)
 
     async def _end(self, request: _EndRequest) -> CallEvent | None:
+        if request.reason == "customer_hangup" and await self._transfers.settled():
+            request = dataclasses.replace(request, reason="transferred")  # left for the REFER
         if self._limits is not None:
             self._limits.stop()
         if self._detection is not None:
@@ -408,6 +420,7 @@ class Call(CallControls):
         event = await self._report_end(request)
         with contextlib.suppress(Exception):  # best effort: the outbox keeps what is not sent
             await self._channel.aclose(timeout=DELIVERY_FLUSH_TIMEOUT)
+        await self._transfers.hold(self._bridge_limit())
         if request.reason != "customer_hangup" and not self._job.is_fake_job():
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._job.delete_room(), timeout=DELIVERY_FLUSH_TIMEOUT)
@@ -570,6 +583,41 @@ class Call(CallControls):
             raise ToolError("this is not a phone call: there is no keypad to press")
         logger.info("agent pressed keys", extra={**self.log_fields, "keys": len(keys)})
         await publish_keys(self._job.room.local_participant, keys)
+
+    async def transfer_caller(
+        self, destination: TransferDestination, *, summary: str | None = None
+    ) -> TransferOutcome:
+        """Transfer the caller (cold or warm, as ``destination`` says); a success ends the call
+        ``completed`` / ``transferred``, a failure is recorded and the conversation goes on."""
+        call, built, caller = self.resolved, self._built, self._caller
+        if call is None or built is None or caller is None or call.phone_number is None:
+            return TransferOutcome(False, "only a connected phone call can be transferred")
+        if self.ended or self._transfers.in_flight:
+            return TransferOutcome(False, "the call is already ending or being transferred")
+        fields = {**self.log_fields, "transfer": destination.name, "mode": destination.mode}
+        logger.info("transferring the caller", extra=fields)
+        if destination.mode == "cold":
+            report = await self._transfers.cold(destination, caller=caller)
+        else:
+            limits = call.members[self.current_member()].agent.limits
+            report = await self._transfers.warm(
+                destination,
+                session=built.session,
+                phone=call.phone_number,
+                caller=caller,
+                summary=summary,
+                ringing_timeout=float(limits.ringing_timeout_seconds),
+            )
+        self.transfer = report
+        if report.succeeded:
+            logger.info("call transferred", extra=fields)
+            self.end_soon("transferred")
+        return TransferOutcome(report.succeeded, report.error)
+
+    def _bridge_limit(self) -> float:
+        """Longest a warm transfer's bridge is kept up: the agent's call duration limit."""
+        call = self.resolved
+        return float(call.start_agent.agent.limits.max_duration_seconds) if call else 0.0
 
 
 def _peek(metadata: str) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from convoi.devstack.sipp.keypad import key_schedule, with_key_presses
 from convoi.devstack.sipp.rtp import RATE, speech_packets, write_rtp_pcap
 
 __all__ = [
+    "REFER_STATUS_LINES",
     "STATUS_LINES",
     "Behaviour",
     "BehaviourName",
@@ -47,6 +48,12 @@ STATUS_LINES = {
 }
 """Final responses the phone can give, as SIPp must see them: literal status lines."""
 
+REFER_STATUS_LINES = {
+    403: "SIP/2.0 403 Forbidden",
+    503: "SIP/2.0 503 Service Unavailable",
+}
+"""How the phone can refuse a REFER (``refer_status``; 202 accepts it)."""
+
 
 @dataclass(frozen=True)
 class Behaviour:
@@ -66,6 +73,10 @@ class Behaviour:
     keys: tuple[tuple[float, str], ...] = ()
     """Keys pressed: ``(at_s, keys)`` presses ``keys`` one after another from ``at_s`` after the
     ACK, as RFC 4733 telephone-events (see :mod:`~convoi.devstack.sipp.keypad`)."""
+    refer_status: int | None = None
+    """answer_talk: how a REFER (a cold transfer) is answered: 202 accepts it (then NOTIFY with
+    ``SIP/2.0 200 OK`` and wait for the BYE), a :data:`REFER_STATUS_LINES` code refuses it and
+    the call goes on; None expects no REFER."""
 
     @classmethod
     def answer_talk(
@@ -76,9 +87,13 @@ class Behaviour:
         hangup_after_s: float | None = None,
         then: tuple[tuple[float, str], ...] = (),
         keys: tuple[tuple[float, str], ...] = (),
+        refer_status: int | None = None,
     ) -> Behaviour:
         """Answer (PCMA), say ``text`` after ``delay_s`` (and the ``then`` lines after it), press
-        the ``keys`` (``(at_s, keys)`` after the ACK), then stay (or hang up after a while)."""
+        the ``keys`` (``(at_s, keys)`` after the ACK), then stay (or hang up after a while); with
+        ``refer_status``, answer the REFER that comes."""
+        if refer_status not in (None, 202, *REFER_STATUS_LINES):
+            raise ValueError(f"no scenario answers a REFER with {refer_status}")
         return cls(
             "answer_talk",
             text=text,
@@ -86,6 +101,7 @@ class Behaviour:
             hangup_after_s=hangup_after_s,
             then=then,
             keys=keys,
+            refer_status=refer_status,
         )
 
     @classmethod
@@ -134,6 +150,8 @@ class Behaviour:
             parts.append(f"presses {keys} at {at_s:g}s")
         if self.hangup_after_s is not None:
             parts.append(f"hangs up {self.hangup_after_s:g}s after the ACK")
+        if self.refer_status is not None:
+            parts.append(f"answers REFER with {self.refer_status}")
         return ", ".join(parts)
 
 
@@ -228,6 +246,8 @@ def render_callee(behaviour: Behaviour, folder: Path, *, hold_s: float = 120.0) 
         if behaviour.hangup_after_s is not None:
             ack_actions = _template("ack_keep_dialog.xml")
             ending = _fill(_template("end_callee_bye.xml"), hangup_ms=_ms(behaviour.hangup_after_s))
+        elif behaviour.refer_status is not None:
+            ack_actions, ending = _refer_handling(behaviour.refer_status)
         text = _fill(
             _template("callee_answer.xml"),
             pcap=str(pcap),
@@ -244,6 +264,15 @@ def render_callee(behaviour: Behaviour, folder: Path, *, hold_s: float = 120.0) 
     path = folder / f"{name}.xml"
     path.write_text(text, encoding="utf-8")
     return path
+
+
+def _refer_handling(status: int) -> tuple[str, str]:
+    """ACK actions and the scenario's ending for a callee that receives a REFER."""
+    if status == 202:  # our NOTIFY needs the dialog's From/To
+        ending = _template("end_refer_accept.xml") + _template("end_wait_bye.xml")
+        return _template("ack_keep_dialog.xml"), ending
+    refer = _fill(_template("end_refer_reject.xml"), status_line=REFER_STATUS_LINES[status])
+    return "", refer + _template("end_wait_bye.xml")
 
 
 def render_caller(
