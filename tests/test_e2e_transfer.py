@@ -146,6 +146,7 @@ async def test_cold_transfer_refers_the_caller_and_ends_transferred(
     assert (final["status"], final["ended_reason"]) == ("completed", "transferred")
     ended = transfer_api.ended_event(call["id"])
     transfer = ended["transfer"]
+    assert transfer_api.get(call["id"])["transfer"] == transfer  # GET shows it too
     assert (transfer["destination"], transfer["name"], transfer["mode"]) == (
         DESK,
         "billing_desk",
@@ -227,6 +228,7 @@ async def test_warm_transfer_briefs_the_human_then_bridges_the_two_legs(
     assert "desk" in invite.first_line  # INVITE sip:desk@127.0.0.1:5082
     assert (final["status"], final["ended_reason"]) == ("completed", "transferred")
     transfer = transfer_api.ended_event(call["id"])["transfer"]
+    assert transfer_api.get(call["id"])["transfer"] == transfer  # GET shows it too
     assert (transfer["destination"], transfer["name"], transfer["mode"]) == (
         HUMAN_URI,
         "supervisor",

@@ -152,6 +152,8 @@ async def test_a_voicemail_gets_the_whole_message_after_its_announcement(
         "llm",
         "left_message",
     )
+    got = sip_api.get(call["id"])  # the customer reads the same in GET
+    assert (got["voicemail"], got["ended_reason"], got["fault"]) == (report, "voicemail", None)
     # the verdict came once the announcement was over, well within max_detection_seconds
     assert announced_until - answered.at - 0.5 < report["detection_seconds"] < 15.0
     # AMD's classification is billed as the agent's LLM use
