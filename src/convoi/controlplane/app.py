@@ -23,14 +23,16 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import anyio.to_thread
 from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
 from convoi.controlplane import idempotency, keys
 from convoi.controlplane.api.errors import install_error_handlers
+from convoi.controlplane.api.guard import RequestGuard
 from convoi.controlplane.api.main import api_router
 from convoi.controlplane.api.state import ControlPlaneState
-from convoi.controlplane.db.engine import Database
+from convoi.controlplane.db.engine import Database, PoolLimits
 from convoi.controlplane.db.migrate import upgrade_to_head
 from convoi.controlplane.leases import LeaseKeeper, Leases
 from convoi.controlplane.livekit import LiveKitApiGateway, LiveKitGateway
@@ -96,9 +98,19 @@ def create_app(
     settings = settings or ControlPlaneSettings()
     owned_gateway = gateway is None
     owned_database = database is None
+    database = database or Database(
+        settings.database_url,
+        pool=PoolLimits(
+            settings.db_pool_size, settings.db_max_overflow, settings.db_pool_timeout_seconds
+        ),
+    )
+    events_database = database.with_pool(
+        PoolLimits(settings.db_events_pool_size, 0, settings.db_pool_timeout_seconds)
+    )
     state = ControlPlaneState(
         settings=settings,
-        database=database or Database(settings.database_url),
+        database=database,
+        events_database=events_database,
         gateway=gateway
         or LiveKitApiGateway(
             settings.livekit_url,
@@ -116,6 +128,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        anyio.to_thread.current_default_thread_limiter().total_tokens = settings.api_threads
         await run_in_threadpool(startup, state)
         leases.start()
         try:
@@ -124,8 +137,10 @@ def create_app(
             await leases.stop()
             if owned_gateway:
                 await run_in_threadpool(state.gateway.close)
+            if events_database is not database:
+                events_database.dispose()
             if owned_database:
-                state.database.dispose()
+                database.dispose()
 
     app = FastAPI(
         title="Convoi Calls API",
@@ -136,6 +151,7 @@ def create_app(
     )
     app.state.convoi = state
     install_error_handlers(app)
+    app.add_middleware(RequestGuard, state=state)  # key, limits, body size: before the body
     app.include_router(api_router)
     install_demo_page(app)  # GET /demo: the web-call demo page (scripts/build-web)
     return app

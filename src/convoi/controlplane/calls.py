@@ -7,32 +7,42 @@ row (``initiated``) → LiveKit room (named after the call id) → participant t
 CreateAgentDispatch(agent_name, room, metadata = CallSpec JSON) → 201 body, stored for replays.
 A LiveKit failure stores the call as ``failed`` (``ended_reason`` ``provider_error``), deletes the
 room if it was created, releases the Idempotency-Key and raises (502/503).
+
+No database connection is held across LiveKit calls: every database step opens a short session
+of its own and closes it. An account with ``max_concurrent_calls`` calls not yet ended (initiated,
+ringing, active) gets 429 ``concurrency_limit``; counting and inserting happen under the
+account's lock, so concurrent creates in one process cannot overshoot.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy.orm import Session
+from sqlalchemy import func, select, update
 
 from convoi.callspec import CallSpec, CallSpecError, ResolvedCall, parse_callspec, resolve_call
 from convoi.controlplane import idempotency
+from convoi.controlplane.db.engine import Database
 from convoi.controlplane.db.models import Call, utcnow
-from convoi.controlplane.errors import InvalidRequest, LiveKitFailure, NotFound
+from convoi.controlplane.errors import InvalidRequest, LiveKitFailure, NotFound, TooManyRequests
 from convoi.controlplane.ids import new_call_id, new_participant_identity
 from convoi.controlplane.keys import Principal
+from convoi.controlplane.limits import AccountLocks
 from convoi.controlplane.livekit import LiveKitGateway
 from convoi.controlplane.log import logger
 from convoi.controlplane.presenters import created_body, read_model
 from convoi.controlplane.schemas import CallCreate, PhoneCall, WebCall
 from convoi.controlplane.settings import ControlPlaneSettings
 from convoi.definitions.models import Definitions
+from convoi.lifecycle import TERMINAL_STATUSES
 
 __all__ = ["CallService", "CreateResult", "build_callspec"]
 
 CREATED = 201
+CONCURRENCY_RETRY_AFTER_SECONDS = 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,12 +66,13 @@ def build_callspec(call_id: str, request: CallCreate, definitions: Definitions) 
 
 @dataclass
 class CallService:
-    """Calls of one request: a database session, LiveKit, the definitions and the settings."""
+    """Calls: the database (a session per step), LiveKit, the definitions and the settings."""
 
-    session: Session
+    database: Database
     settings: ControlPlaneSettings
     gateway: LiveKitGateway
     definitions: Definitions
+    admission: AccountLocks = field(default_factory=AccountLocks)
 
     # ------------------------------------------------------------------ create
 
@@ -75,12 +86,13 @@ class CallService:
         """Create a call (or replay the response stored under ``idempotency_key``)."""
         claimed = None
         if idempotency_key is not None:
-            outcome = idempotency.claim(
-                self.session,
-                principal.account_id,
-                idempotency.check_key(idempotency_key),
-                idempotency.canonical_hash(raw_body),
-            )
+            with self.database.session() as session:
+                outcome = idempotency.claim(
+                    session,
+                    principal.account_id,
+                    idempotency.check_key(idempotency_key),
+                    idempotency.canonical_hash(raw_body),
+                )
             if isinstance(outcome, idempotency.Replay):
                 return CreateResult(outcome.status_code, outcome.body, replayed=True)
             claimed = outcome
@@ -88,11 +100,12 @@ class CallService:
             body, call_id = self._create(principal, request)
         except BaseException:
             if claimed is not None:
-                self.session.rollback()
-                idempotency.release(self.session, claimed)
+                with self.database.session() as session:
+                    idempotency.release(session, claimed)
             raise
         if claimed is not None:
-            idempotency.complete(self.session, claimed, CREATED, body, call_id)
+            with self.database.session() as session:
+                idempotency.complete(session, claimed, CREATED, body, call_id)
         return CreateResult(CREATED, body)
 
     def _create(self, principal: Principal, request: CallCreate) -> tuple[str, str]:
@@ -122,7 +135,11 @@ class CallService:
             self._fail(call, exc, delete_room=room_created)
             message = f"{exc.message} (call {call.id} stored as failed)"
             raise type(exc)(message, field=exc.field, code=exc.code) from exc
-        self.session.commit()
+        with self.database.session() as session:
+            session.execute(
+                update(Call).where(Call.id == call.id).values(dispatch_id=call.dispatch_id)
+            )
+            session.commit()
         logger.info(
             "call created",
             extra={"call_id": call.id, "account_id": call.account_id, "type": call.type},
@@ -152,20 +169,47 @@ class CallService:
             created_at=now,
             updated_at=now,
         )
-        self.session.add(call)
-        self.session.commit()  # before dispatch: the worker's first event may come at once
+        self._admit(call)  # before dispatch: the worker's first event may come at once
         return call
+
+    def _admit(self, call: Call) -> None:
+        """Insert the call unless its account is at its concurrency limit (429)."""
+        limit = self.settings.max_concurrent_calls
+        lock = self.admission.lock(call.account_id) if limit else contextlib.nullcontext()
+        with lock, self.database.session() as session:
+            if limit:
+                live = session.scalar(
+                    select(func.count())
+                    .select_from(Call)
+                    .where(
+                        Call.account_id == call.account_id,
+                        Call.status.not_in(TERMINAL_STATUSES),
+                    )
+                )
+                if (live or 0) >= limit:
+                    raise TooManyRequests(
+                        f"this account has {live} calls in progress, its limit is {limit}; "
+                        "retry when one has ended",
+                        code="concurrency_limit",
+                        retry_after=CONCURRENCY_RETRY_AFTER_SECONDS,
+                    )
+            session.add(call)
+            session.commit()
 
     def _fail(self, call: Call, exc: LiveKitFailure, *, delete_room: bool) -> None:
         logger.warning(
             "LiveKit failed for call %s: %s", call.id, exc.message, extra={"call_id": call.id}
         )
-        call.status = "failed"
-        call.ended_reason = "provider_error"
-        call.fault = "platform"
-        call.detail = exc.message
-        call.updated_at = utcnow()
-        self.session.commit()
+        values = {
+            "status": "failed",
+            "ended_reason": "provider_error",
+            "fault": "platform",
+            "detail": exc.message,
+            "updated_at": utcnow(),
+        }
+        with self.database.session() as session:
+            session.execute(update(Call).where(Call.id == call.id).values(**values))
+            session.commit()
         if delete_room:
             try:
                 self.gateway.delete_room(call.id)
@@ -176,13 +220,14 @@ class CallService:
 
     def read(self, principal: Principal, call_id: str) -> WebCall | PhoneCall:
         """The call, if it belongs to the principal's account (and, for pk_live_, is a web call)."""
-        call = self.session.get(Call, call_id)
-        if (
-            call is None
-            or call.account_id != principal.account_id
-            or (not principal.is_secret and call.type != "web")
-        ):
-            raise NotFound(
-                f"no call {call_id!r} on this account", field="id", code="call_not_found"
-            )
-        return read_model(call, self.settings)
+        with self.database.session() as session:
+            call = session.get(Call, call_id)
+            if (
+                call is None
+                or call.account_id != principal.account_id
+                or (not principal.is_secret and call.type != "web")
+            ):
+                raise NotFound(
+                    f"no call {call_id!r} on this account", field="id", code="call_not_found"
+                )
+            return read_model(call, self.settings)

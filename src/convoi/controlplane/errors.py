@@ -11,6 +11,9 @@
     ├── IdempotencyKeyReused     422  same Idempotency-Key, different body
     ├── IdempotencyKeyInUse      409  same Idempotency-Key, first request still running
     ├── PayloadTooLarge          413  request body over the limit
+    ├── UnsupportedMediaType     415  the body is not declared as application/json
+    ├── TooManyRequests          429  ``rate_limited`` / ``concurrency_limit`` (Retry-After)
+    ├── ServiceUnavailable       503  the API is saturated (database pool, requests in flight)
     └── LiveKitFailure           LiveKit could not create the room or dispatch the worker
         ├── LiveKitRejected      502  LiveKit answered with an error
         └── LiveKitUnavailable   503  LiveKit unreachable, timed out or answered 5xx
@@ -30,6 +33,9 @@ __all__ = [
     "NotFound",
     "PayloadTooLarge",
     "PermissionDenied",
+    "ServiceUnavailable",
+    "TooManyRequests",
+    "UnsupportedMediaType",
 ]
 
 
@@ -38,11 +44,20 @@ class ControlPlaneError(Exception):
 
     default_code = "error"
 
-    def __init__(self, message: str, *, field: str | None = None, code: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        field: str | None = None,
+        code: str | None = None,
+        retry_after: int | None = None,
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.field = field
         self.code = code or self.default_code
+        self.retry_after = retry_after
+        """Seconds after which a retry may succeed (the ``Retry-After`` header), if known."""
 
 
 class AuthenticationFailed(ControlPlaneError):
@@ -85,6 +100,24 @@ class PayloadTooLarge(ControlPlaneError):
     """The request body is larger than accepted."""
 
     default_code = "payload_too_large"
+
+
+class UnsupportedMediaType(ControlPlaneError):
+    """The body's Content-Type is not JSON."""
+
+    default_code = "unsupported_media_type"
+
+
+class TooManyRequests(ControlPlaneError):
+    """A rate or concurrency limit: ``rate_limited`` or ``concurrency_limit``."""
+
+    default_code = "rate_limited"
+
+
+class ServiceUnavailable(ControlPlaneError):
+    """The API is saturated for the moment (database pool exhausted, too many requests)."""
+
+    default_code = "overloaded"
 
 
 class LiveKitFailure(ControlPlaneError):

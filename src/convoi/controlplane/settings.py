@@ -63,6 +63,29 @@ class ControlPlaneSettings(BaseSettings):
     )
     """The same for a call still ``initiated`` or ``ringing`` (no worker took it, or it died while
     the phone rang)."""
+    db_pool_size: int = Field(10, alias="CONVOI_DB_POOL_SIZE", ge=1, le=500)
+    """Database connections kept open for public requests (per API process)."""
+    db_max_overflow: int = Field(20, alias="CONVOI_DB_MAX_OVERFLOW", ge=0, le=500)
+    """Extra connections opened under load beyond ``CONVOI_DB_POOL_SIZE``."""
+    db_pool_timeout_seconds: float = Field(3.0, alias="CONVOI_DB_POOL_TIMEOUT_SECONDS", gt=0, le=60)
+    """How long a request waits for a free connection before answering 503 (Retry-After)."""
+    db_events_pool_size: int = Field(5, alias="CONVOI_DB_EVENTS_POOL_SIZE", ge=1, le=100)
+    """Connections (and threads) reserved for the worker's call events: public traffic never
+    starves them."""
+    api_threads: int = Field(40, alias="CONVOI_API_THREADS", ge=1, le=1000)
+    """Threads serving public requests (database work and LiveKit calls)."""
+    max_in_flight: int = Field(512, alias="CONVOI_API_MAX_IN_FLIGHT", ge=1, le=100_000)
+    """Public requests served at once; beyond it the API answers 503 ``overloaded`` at once."""
+    rate_limit_sk_per_minute: int = Field(
+        1200, alias="CONVOI_RATE_LIMIT_SK_PER_MINUTE", ge=0, le=10_000_000
+    )
+    """Requests per minute per secret key (a burst of this many, refilled evenly); 0: no limit."""
+    rate_limit_pk_per_minute: int = Field(
+        30, alias="CONVOI_RATE_LIMIT_PK_PER_MINUTE", ge=0, le=10_000_000
+    )
+    """The same per publishable key (it ships in web pages: tight by default)."""
+    max_concurrent_calls: int = Field(20, alias="CONVOI_MAX_CONCURRENT_CALLS", ge=0, le=1_000_000)
+    """Calls an account may have initiated, ringing or active at once (429 beyond); 0: none."""
     dev_api_keys: str = Field("", alias="CONVOI_DEV_API_KEYS")
     """Local use only: ``acct_demo=sk_live_…,acct_demo=pk_live_…`` stored (hashed) at start-up."""
 

@@ -12,13 +12,21 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from convoi.controlplane import errors as e
 from convoi.controlplane.log import logger
 from convoi.validation import field_path
 
-__all__ = ["STATUS_BY_ERROR", "error_response", "install_error_handlers", "status_for"]
+__all__ = [
+    "STATUS_BY_ERROR",
+    "database_busy",
+    "domain_error_response",
+    "error_response",
+    "install_error_handlers",
+    "status_for",
+]
 
 STATUS_BY_ERROR: dict[type[e.ControlPlaneError], int] = {
     e.AuthenticationFailed: 401,
@@ -26,6 +34,9 @@ STATUS_BY_ERROR: dict[type[e.ControlPlaneError], int] = {
     e.NotFound: 404,
     e.IdempotencyKeyInUse: 409,
     e.PayloadTooLarge: 413,
+    e.UnsupportedMediaType: 415,
+    e.TooManyRequests: 429,
+    e.ServiceUnavailable: 503,
     e.InvalidRequest: 422,
     e.IdempotencyKeyReused: 422,
     e.LiveKitRejected: 502,
@@ -79,11 +90,30 @@ def _validation_issue(error: dict[str, Any]) -> tuple[str | None, str, str]:
 
 async def _domain_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, e.ControlPlaneError)
+    return domain_error_response(exc)
+
+
+def domain_error_response(exc: e.ControlPlaneError) -> JSONResponse:
+    """The answer to a domain error (with ``WWW-Authenticate`` / ``Retry-After`` if they apply)."""
     status = status_for(exc)
     headers = (
         {"WWW-Authenticate": "Bearer"} if status == 401 and exc.field == "Authorization" else {}
     )
+    if exc.retry_after is not None:
+        headers["Retry-After"] = str(max(1, exc.retry_after))
     return error_response(status, exc.code, exc.message, exc.field, **headers)
+
+
+def database_busy() -> e.ServiceUnavailable:
+    """503 ``database_busy``: no connection free in time, or the database locked/unreachable."""
+    return e.ServiceUnavailable(
+        "the database is saturated; retry shortly", code="database_busy", retry_after=1
+    )
+
+
+async def _database_busy(request: Request, exc: Exception) -> JSONResponse:
+    logger.warning("database saturated on %s: %s", request.url.path, type(exc).__name__)
+    return domain_error_response(database_busy())
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
@@ -109,6 +139,8 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
 def install_error_handlers(app: FastAPI) -> None:
     """Register the handlers on ``app``."""
     app.add_exception_handler(e.ControlPlaneError, _domain_error)
+    app.add_exception_handler(sa_exc.TimeoutError, _database_busy)  # pool exhausted
+    app.add_exception_handler(sa_exc.OperationalError, _database_busy)  # locked, unreachable
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected)

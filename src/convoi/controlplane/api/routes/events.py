@@ -3,16 +3,25 @@
 Answers like the reference receiver: 201 ``{"status": "stored"}``, 200 ``{"status":
 "duplicate"}``; errors use the API's error body (401 ``invalid_signature``, 422 ``invalid_event``,
 ``call_id_mismatch``, ``event_id_mismatch``; 404 ``call_not_found`` for a call never created here).
+
+Served on its own threads (``CONVOI_DB_EVENTS_POOL_SIZE`` of them) and its own database pool,
+so public traffic that saturates the Calls API never starves the worker's reports.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
+import anyio
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from convoi.controlplane.api.deps import RawBodyDep, SessionDep, SettingsDep
+from convoi.controlplane.api.deps import RawBodyDep, StateDep
+from convoi.controlplane.api.state import ControlPlaneState
+from convoi.controlplane.db.engine import Database
 from convoi.controlplane.errors import AuthenticationFailed, InvalidRequest
 from convoi.controlplane.events import ingest
+from convoi.receiver import IngestResult
 from convoi.reporting.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER
 
 __all__ = ["router"]
@@ -26,13 +35,28 @@ _SIGNATURE_FIELDS = {
 }
 
 
+def _ingest(
+    database: Database, secret: str, headers: Mapping[str, str], body: bytes, call_id: str
+) -> IngestResult:
+    with database.session() as session:
+        return ingest(session, [secret], headers, body, call_id)
+
+
+def _limiter(state: ControlPlaneState) -> anyio.CapacityLimiter:
+    if state.events_limiter is None:
+        state.events_limiter = anyio.CapacityLimiter(state.settings.db_events_pool_size)
+    return state.events_limiter
+
+
 @router.post("/{call_id}/events")
-def receive_event(
-    call_id: str, request: Request, body: RawBodyDep, session: SessionDep, settings: SettingsDep
+async def receive_event(
+    call_id: str, request: Request, body: RawBodyDep, state: StateDep
 ) -> JSONResponse:
     """Store one signed call event and apply it to the call."""
-    secret = settings.events_secret.get_secret_value()
-    result = ingest(session, [secret], request.headers, body, call_id)
+    secret = state.settings.events_secret.get_secret_value()
+    result = await anyio.to_thread.run_sync(
+        _ingest, state.events_db, secret, request.headers, body, call_id, limiter=_limiter(state)
+    )
     payload = result.payload
     if result.status_code == 401:
         header = _SIGNATURE_FIELDS.get(str(payload.get("reason")), SIGNATURE_HEADER)
