@@ -68,6 +68,12 @@ class FakeLiveKitGateway:
     tokens: list[FakeToken] = field(default_factory=list)
     dispatches: list[FakeDispatch] = field(default_factory=list)
     closed: bool = False
+    latency_s: float = 0.0
+    """Each call takes this long (outside the lock), like a LiveKit server over a network."""
+    gate: threading.Event | None = None
+    """When set, ``create_room`` waits (up to 120 s) until the event is set: LiveKit hangs."""
+    waiting: threading.Semaphore = field(default_factory=lambda: threading.Semaphore(0))
+    """Released once by every ``create_room`` that starts waiting at the gate."""
     _failures: dict[Operation, list[LiveKitFailure]] = field(default_factory=dict)
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -77,6 +83,13 @@ class FakeLiveKitGateway:
         with self._lock:
             self._failures.setdefault(operation, []).append(error)
 
+    def _wait(self) -> None:
+        if self.gate is not None and not self.gate.is_set():
+            self.waiting.release()
+            self.gate.wait(120)
+        if self.latency_s > 0:
+            time.sleep(self.latency_s)  # simulated network latency, not synchronisation
+
     def _maybe_fail(self, operation: Operation) -> None:
         pending = self._failures.get(operation)
         if pending:
@@ -84,6 +97,7 @@ class FakeLiveKitGateway:
 
     def create_room(self, name: str, *, empty_timeout: int) -> None:
         """Record the room."""
+        self._wait()
         with self._lock:
             self._maybe_fail("create_room")
             self.rooms[name] = empty_timeout
@@ -99,6 +113,8 @@ class FakeLiveKitGateway:
 
     def dispatch(self, room: str, agent_name: str, metadata: str) -> str:
         """Record the dispatch; returns ``AD_<n>``."""
+        if self.latency_s > 0:
+            time.sleep(self.latency_s)
         with self._lock:
             self._maybe_fail("dispatch")
             dispatch = FakeDispatch(f"AD_{next(self._ids)}", room, agent_name, metadata)

@@ -21,12 +21,16 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
         401: "Missing, malformed or unknown API key.",
         403: "A publishable key (pk_live_) tried a workforce or phone call.",
         409: "A request with the same Idempotency-Key is still running.",
-        413: "Request body too large.",
+        413: "Request body over 1 MiB (refused while it streams in).",
+        415: "The body is not sent as Content-Type: application/json.",
         422: "Invalid body (the error names the field), or an Idempotency-Key reused with a "
         "different body.",
+        429: "rate_limited: the key's request rate limit; concurrency_limit: the account has "
+        "its maximum of calls in progress. Retry after the Retry-After header's seconds.",
         502: "LiveKit refused to create the room or dispatch the agent; the call is stored as "
         "failed.",
-        503: "LiveKit unreachable; the call is stored as failed. Safe to retry.",
+        503: "LiveKit unreachable (the call is stored as failed), or the API saturated "
+        "(overloaded, database_busy; Retry-After). Safe to retry.",
     }.items()
 }
 
@@ -64,7 +68,7 @@ def create_call(
 
 
 _READ_ERRORS: dict[int | str, dict[str, Any]] = {
-    **{k: v for k, v in _ERRORS.items() if k in (401, 422)},
+    **{k: v for k, v in _ERRORS.items() if k in (401, 422, 429, 503)},
     404: {"model": ErrorResponse, "description": "No such call on this account."},
 }
 
