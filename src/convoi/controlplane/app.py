@@ -42,7 +42,7 @@ from convoi.controlplane.web import install_demo_page
 from convoi.definitions.loader import load_definitions
 from convoi.definitions.models import Definitions
 
-__all__ = ["DESCRIPTION", "create_app", "startup"]
+__all__ = ["DESCRIPTION", "create_app", "database_for", "startup"]
 
 DESCRIPTION = """\
 Start a web call or an outbound phone call from a single endpoint, set type to "web" or
@@ -87,6 +87,14 @@ def startup(state: ControlPlaneState) -> None:
         idempotency.purge_expired(session)
 
 
+def database_for(settings: ControlPlaneSettings) -> Database:
+    """The database of ``settings``, with its pool limits."""
+    pool = PoolLimits(
+        settings.db_pool_size, settings.db_max_overflow, settings.db_pool_timeout_seconds
+    )
+    return Database(settings.database_url, pool=pool)
+
+
 def create_app(
     settings: ControlPlaneSettings | None = None,
     gateway: LiveKitGateway | None = None,
@@ -98,12 +106,7 @@ def create_app(
     settings = settings or ControlPlaneSettings()
     owned_gateway = gateway is None
     owned_database = database is None
-    database = database or Database(
-        settings.database_url,
-        pool=PoolLimits(
-            settings.db_pool_size, settings.db_max_overflow, settings.db_pool_timeout_seconds
-        ),
-    )
+    database = database or database_for(settings)
     events_database = database.with_pool(
         PoolLimits(settings.db_events_pool_size, 0, settings.db_pool_timeout_seconds)
     )

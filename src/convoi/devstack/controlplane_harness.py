@@ -20,8 +20,7 @@ from types import TracebackType
 
 import uvicorn
 
-from convoi.controlplane.app import create_app
-from convoi.controlplane.db.engine import Database
+from convoi.controlplane.app import create_app, database_for
 from convoi.controlplane.keys import KeyKind, create_key
 from convoi.controlplane.livekit import LiveKitGateway
 from convoi.controlplane.settings import ControlPlaneSettings
@@ -47,7 +46,7 @@ class ControlPlaneServer:
     ) -> None:
         self.settings = settings
         self.port = port or _free_port()
-        self.database = Database(settings.database_url)
+        self.database = database_for(settings)
         self.app = create_app(settings, gateway, database=self.database)
         config = uvicorn.Config(
             self.app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on"

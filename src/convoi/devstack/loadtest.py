@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 from sqlalchemy import create_engine, text
@@ -137,15 +138,16 @@ async def drive(base_url: str, api_key: str, agent_id: str, *, clients: int = 20
 
 def settings_for(database_url: str, config_dir: Path) -> ControlPlaneSettings:
     """Settings for a load run: limits high enough for one key's burst."""
-    return ControlPlaneSettings(
-        CONVOI_DATABASE_URL=database_url,
-        CONVOI_CONFIG_DIR=config_dir,
-        CONVOI_EVENTS_SECRET="loadtest-secret",
-        CONVOI_RATE_LIMIT_SK_PER_MINUTE=0,
-        CONVOI_MAX_CONCURRENT_CALLS=0,
-        CONVOI_CALL_LEASE_SECONDS=3600,
-        CONVOI_CALL_START_LEASE_SECONDS=3600,
-    )
+    values: dict[str, Any] = {
+        "CONVOI_DATABASE_URL": database_url,
+        "CONVOI_CONFIG_DIR": config_dir,
+        "CONVOI_EVENTS_SECRET": "loadtest-secret",
+        "CONVOI_RATE_LIMIT_SK_PER_MINUTE": 0,
+        "CONVOI_MAX_CONCURRENT_CALLS": 0,
+        "CONVOI_CALL_LEASE_SECONDS": 3600,
+        "CONVOI_CALL_START_LEASE_SECONDS": 3600,
+    }
+    return ControlPlaneSettings(**values)
 
 
 @contextmanager
