@@ -85,7 +85,7 @@ class ControlPlaneSettings(BaseSettings):
     )
     """The same per publishable key (it ships in web pages: tight by default)."""
     max_concurrent_calls: int = Field(20, alias="CONVOI_MAX_CONCURRENT_CALLS", ge=0, le=1_000_000)
-    """Calls an account may have initiated, ringing or active at once (429 beyond); 0: none."""
+    """Calls an account may have initiated, ringing or active at once (429 beyond); 0: no limit."""
     dev_api_keys: str = Field("", alias="CONVOI_DEV_API_KEYS")
     """Local use only: ``acct_demo=sk_live_…,acct_demo=pk_live_…`` stored (hashed) at start-up."""
 
