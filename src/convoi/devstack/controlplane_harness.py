@@ -49,7 +49,14 @@ class ControlPlaneServer:
         self.database = database_for(settings)
         self.app = create_app(settings, gateway, database=self.database)
         config = uvicorn.Config(
-            self.app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on"
+            self.app,
+            host="127.0.0.1",
+            port=self.port,
+            log_level="warning",
+            lifespan="on",
+            # longer than uvicorn's 5 s: a busy client reusing a connection the server just
+            # closed gets no answer at all (deployments sit behind a proxy with its own value)
+            timeout_keep_alive=60,
         )
         self._server = uvicorn.Server(config)
         self._thread: threading.Thread | None = None

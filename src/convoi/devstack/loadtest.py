@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import multiprocessing
 import statistics
 import tempfile
 import time
@@ -96,8 +97,8 @@ async def _timed(
     start = time.perf_counter()
     try:
         response = await client.request(method, url, **kwargs)  # type: ignore[arg-type]
-    except httpx.HTTPError:
-        return Sample(kind, 0, time.perf_counter() - start), None
+    except httpx.HTTPError as exc:
+        return Sample(kind, 0, time.perf_counter() - start, body=repr(exc)), None
     seconds = time.perf_counter() - start
     key = dict(kwargs.get("headers") or {}).get("Idempotency-Key")  # type: ignore[call-overload]
     call_id = response.json().get("id") if response.status_code in (200, 201) else None
@@ -166,14 +167,21 @@ def postgres_database(server_url: str) -> Iterator[str]:
         admin.dispose()
 
 
+def drive_blocking(base_url: str, api_key: str, agent_id: str, clients: int) -> LoadReport:
+    """:func:`drive`, for a child process."""
+    return asyncio.run(drive(base_url, api_key, agent_id, clients=clients))
+
+
 def run(
     database_url: str, config_dir: Path, agent_id: str, clients: int, latency: float
 ) -> LoadReport:
-    """Serve the API on ``database_url`` and drive it once."""
+    """Serve the API on ``database_url`` and drive it once from another process (own CPU)."""
     gateway = FakeLiveKitGateway(latency_s=latency)
     with ControlPlaneServer(settings_for(database_url, config_dir), gateway) as server:
         key = server.create_key("acct_load")
-        return asyncio.run(drive(server.url, key, agent_id, clients=clients))
+        drive_blocking(server.url, key, agent_id, 20)  # warm-up (connections, caches)
+        with multiprocessing.get_context("spawn").Pool(1) as pool:
+            return pool.apply(drive_blocking, (server.url, key, agent_id, clients))
 
 
 def main(argv: list[str] | None = None) -> int:
