@@ -67,22 +67,22 @@ class LoadReport:
         """5xx answers and requests that got no answer at all."""
         return [s for s in self.samples if s.status >= 500 or s.status == 0]
 
+    def _row(self, label: str, kind: str, samples: list[Sample]) -> str:
+        ms = sorted(s.seconds * 1000 for s in samples)
+        p99 = ms[min(len(ms) - 1, round(0.99 * (len(ms) - 1)))]
+        counts = sorted(Counter(s.status for s in samples).items())
+        statuses = ", ".join(f"{status}×{n}" for status, n in counts)
+        return (
+            f"| {label} | {kind} | {len(samples)} | {len(samples) / self.seconds:.0f} | "
+            f"{statistics.median(ms):.0f} | {p99:.0f} | {statuses} |"
+        )
+
     def lines(self, label: str) -> list[str]:
-        """Table rows: label, kind, requests, req/s, p50 ms, p99 ms, statuses."""
-        rows = []
+        """Table rows: label, kind (all, then each), requests, req/s, p50 ms, p99 ms, statuses."""
+        rows = [self._row(label, "all", self.samples)]
         for kind in KINDS:
-            samples = self.of(kind)
-            if not samples:
-                continue
-            ms = sorted(s.seconds * 1000 for s in samples)
-            p99 = ms[min(len(ms) - 1, round(0.99 * (len(ms) - 1)))]
-            statuses = ", ".join(
-                f"{k}×{v}" for k, v in sorted(Counter(s.status for s in samples).items())
-            )
-            rows.append(
-                f"| {label} | {kind} | {len(samples)} | {len(samples) / self.seconds:.0f} | "
-                f"{statistics.median(ms):.0f} | {p99:.0f} | {statuses} |"
-            )
+            if samples := self.of(kind):
+                rows.append(self._row(label, kind, samples))
         return rows
 
 
