@@ -74,6 +74,14 @@ def test_text_plain_body_is_415_naming_application_json(api: Api) -> None:
     assert api.gateway.dispatches == []
 
 
+def test_malformed_json_names_the_expected_content_type(api: Api) -> None:
+    headers = api.headers(**{"Content-Type": "application/json"})
+    for content in ("{not json", "[]"):
+        response = api.client.post(CALLS, content=content, headers=headers)
+        error = assert_error(response, 422, "invalid_json")
+        assert "application/json" in error["message"]
+
+
 def test_json_with_charset_is_accepted(api: Api) -> None:
     headers = api.headers(**{"Content-Type": "application/json; charset=utf-8"})
     response = api.client.post(CALLS, content=WEB_MINIMAL.text(), headers=headers)

@@ -115,6 +115,9 @@ async def get_principal(
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
 
 
+_EXPECTED = "send a JSON object with 'Content-Type: application/json'"
+
+
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in pairs:
@@ -136,9 +139,11 @@ async def get_call_body(request: Request, principal: PrincipalDep) -> dict[str, 
     try:
         data = json.loads(body, object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
     except (ValueError, RecursionError) as exc:
-        raise InvalidRequest(f"the body is not valid JSON: {exc}", code="invalid_json") from None
+        raise InvalidRequest(
+            f"the body is not valid JSON ({exc}); {_EXPECTED}", code="invalid_json"
+        ) from None
     if not isinstance(data, dict):
-        raise InvalidRequest("the body must be a JSON object", code="invalid_json")
+        raise InvalidRequest(f"the body must be a JSON object; {_EXPECTED}", code="invalid_json")
     ensure_may_create_call(principal, data)
     try:
         CallCreate.model_validate(data)

@@ -73,7 +73,8 @@ def _validation_issue(error: dict[str, Any]) -> tuple[str | None, str, str]:
     if kind == "json_invalid":
         return (
             None,
-            f"the body is not valid JSON: {error.get('ctx', {}).get('error', '')}",
+            f"the body is not valid JSON ({error.get('ctx', {}).get('error', '')}); send a "
+            "JSON object with 'Content-Type: application/json'",
             ("invalid_json"),
         )
     field = str(rest[0]) if source in ("header", "query", "path", "cookie") and rest else None
