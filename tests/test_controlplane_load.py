@@ -245,12 +245,18 @@ def test_an_exhausted_database_pool_is_503_within_its_timeout(tmp_path: Path) ->
     gateway = FakeLiveKitGateway()
     with ControlPlaneServer(settings(sqlite_url(tmp_path), **env), gateway) as server:
         key = server.create_key("acct_load")
+        created = httpx.post(server.url + CALLS, json=web_call_body(AGENT, 0), headers=auth(key))
+        call_id = created.json()["id"]
         with server.database.engine.connect():  # the pool's only connection
             # a client timeout far below the old 30 s pool wait: a hang would fail here
             refused = httpx.get(f"{server.url}{CALLS}/call_x", headers=auth(key), timeout=10)
             assert refused.status_code == 503, refused.text
             assert refused.json()["error"]["code"] == "database_busy"
             assert refused.headers["Retry-After"] == "1"
+            body, headers = signed_event(SECRET, call_id, 1, "active")  # events: own pool
+            url = f"{server.url}/internal/v1/calls/{call_id}/events"
+            event = httpx.post(url, content=body, headers=headers, timeout=WAIT)
+            assert event.status_code == 201, event.text
         assert httpx.get(f"{server.url}{CALLS}/call_x", headers=auth(key)).status_code == 404
 
 
