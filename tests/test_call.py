@@ -178,9 +178,11 @@ def busy(identity: str) -> DialResult:
     return DialResult(False, outcome, identity, None, None)
 
 
-def resources(defs: Definitions, tmp_path: Path, dialer: Any = None) -> JobResources:
+def resources(
+    defs: Definitions, tmp_path: Path, dialer: Any = None, **settings: Any
+) -> JobResources:
     config = WorkerConfig(
-        settings=WorkerSettings(),
+        settings=WorkerSettings().model_copy(update=settings),
         delivery=DeliverySettings(CONVOI_OUTBOX_PATH=tmp_path / "outbox.sqlite3"),
         metrics=MetricsSettings(),
         dialer=dialer or FakeDialer(answered),
@@ -481,12 +483,10 @@ async def test_answered_phone_call_bills_telephony_until_the_callee_hangs_up(
     assert final.cost.by_component["telephony"] == Decimal("0.013")
 
 
-async def test_web_participant_who_never_joins(
-    defs: Definitions, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr("convoi.worker.call.PARTICIPANT_JOIN_TIMEOUT", 0.05)
+async def test_web_participant_who_never_joins(defs: Definitions, tmp_path: Path) -> None:
     job = FakeJob(participant=None)
-    call = Call(job, web_spec(), resources(defs, tmp_path), pipeline_factory=Scripted([]))
+    config = resources(defs, tmp_path, web_join_timeout_seconds=0.05)
+    call = Call(job, web_spec(), config, pipeline_factory=Scripted([]))
     await call.run()
     await job.finished()
 

@@ -44,6 +44,12 @@ class WorkerSettings(BaseSettings):
     max_retry: int = Field(16, alias="CONVOI_MAX_RETRY", ge=0, le=100)
     """How many times the worker retries connecting to LiveKit before exiting non-zero."""
 
+    web_join_timeout_seconds: float = Field(
+        60.0, alias="CONVOI_WEB_JOIN_TIMEOUT_SECONDS", ge=5, le=3600
+    )
+    """A web call whose browser has not joined this long after the job started ends ``failed`` /
+    ``participant_never_joined`` and frees its job process."""
+
     console_call: Path | None = Field(None, alias="CONVOI_CONSOLE_CALL")
     """CallSpec JSON file for ``console`` mode (default: a web call to the first agent)."""
 

@@ -60,7 +60,6 @@ from convoi.worker.transfer import TransferDesk
 from convoi.worker.voicemail import VoicemailDetection, detection_for
 
 __all__ = [
-    "PARTICIPANT_JOIN_TIMEOUT",
     "SESSION_CLOSE_TIMEOUT",
     "Call",
     "JobHandle",
@@ -68,8 +67,6 @@ __all__ = [
     "close_reason_to_ended_reason",
 ]
 
-PARTICIPANT_JOIN_TIMEOUT = 120.0
-"""Seconds a web call waits for its browser participant before ending ``participant_never_joined``."""
 SESSION_CLOSE_TIMEOUT = 30.0
 """Bound on closing the session at the end of a call (a drained goodbye included)."""
 DELIVERY_FLUSH_TIMEOUT = 10.0
@@ -300,7 +297,7 @@ class Call(CallControls):
                 self._job.wait_for_participant(
                     kind=[rtc.ParticipantKind.PARTICIPANT_KIND_STANDARD]
                 ),
-                timeout=PARTICIPANT_JOIN_TIMEOUT,
+                timeout=self._resources.config.settings.web_join_timeout_seconds,
             )
         except TimeoutError:
             logger.warning("participant never joined", extra=self.log_fields)
