@@ -93,6 +93,7 @@ async def test_a_vanished_web_caller_is_billed_until_they_left(
     there = killed_at - active["created_at"]
     assert abs(ended["duration_seconds"] - there) <= PRECISION, (ended["duration_seconds"], there)
     noticed = ended["created_at"] - killed_at
+    print(f"billed {ended['duration_seconds']:.3f} s, there {there:.3f} s, noticed {noticed:.1f} s")
     assert noticed > PRECISION + 5, noticed  # the server noticed later: the end is not its notice
     [lost] = worker.find("caller's connection was lost", call_id=call_id)
     assert lost["disconnect_reason"] in ("CONNECTION_TIMEOUT", "SIGNAL_CLOSE", "MEDIA_FAILURE")

@@ -8,6 +8,7 @@ are pure; :class:`CallerPresence` is driven with a scripted sampler; the last te
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -47,6 +48,18 @@ def test_media_is_seen_when_the_packet_count_last_grew() -> None:
         (10.0, 50, False), (11.0, 100, False), (12.0, 100, False), (13.0, 100, False)
     )
     assert (media.seen_at, media.packets) == (11.0, 100)
+
+
+def test_the_stats_say_how_long_before_the_sample_the_last_packet_came() -> None:
+    media = MediaClock()
+    media.observe(AudioSample(50, False, silent_for=0.3), 10.0)
+    assert media.seen_at == pytest.approx(9.7)
+    media.observe(AudioSample(60, False, silent_for=0.8), 11.0)
+    assert media.seen_at == pytest.approx(10.2)
+    media.observe(AudioSample(60, False, silent_for=1.8), 12.0)  # nothing new: unchanged
+    assert media.seen_at == pytest.approx(10.2)
+    media.observe(AudioSample(61, False, silent_for=5.0), 13.0)  # never earlier than seen
+    assert media.seen_at == pytest.approx(10.2)
 
 
 def test_no_track_yet_is_no_media() -> None:
@@ -164,9 +177,10 @@ async def test_the_watch_samples_every_period_and_survives_failing_stats() -> No
 # -- the real sampler and the call -------------------------------------------------------------
 
 
-def inbound(packets: int) -> stats_pb2.RtcStats:
+def inbound(packets: int, last_packet_at: float = 0.0) -> stats_pb2.RtcStats:
     stats = stats_pb2.RtcStats()
     stats.inbound_rtp.received.packets_received = packets
+    stats.inbound_rtp.inbound.last_packet_received_timestamp = last_packet_at * 1000.0
     return stats
 
 
@@ -223,6 +237,17 @@ async def test_the_sampler_sums_inbound_audio_packets_and_reads_the_mute() -> No
     audio.muted = True
     assert await sample_caller_audio(room, "caller") == AudioSample(120, muted=True)  # type: ignore[arg-type]
     assert await sample_caller_audio(room, "someone") == AudioSample(None, muted=False)  # type: ignore[arg-type]
+
+
+async def test_the_sampler_reads_when_the_last_packet_came() -> None:
+    class Stamped(FakeAudioTrack):
+        async def get_stats(self) -> list[stats_pb2.RtcStats]:
+            return [inbound(70, last_packet_at=time.time() - 4.0)]
+
+    room = FakeRoomWith(caller=FakeRemote(FakePublication(Stamped())))
+    sample = await sample_caller_audio(room, "caller")  # type: ignore[arg-type]
+    assert sample.packets == 70
+    assert sample.silent_for is not None and 3.99 <= sample.silent_for < 4.0 + TIMEOUT
 
 
 @pytest.fixture

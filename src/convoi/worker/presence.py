@@ -6,8 +6,9 @@ when ICE times out, about 20 s later, and then reports the participant disconnec
 Ending the call at that moment would bill the caller for time they were not there.
 
 :class:`CallerPresence` samples the inbound RTP statistics of the caller's audio track every
-second (``RemoteTrack.get_stats()``: ``inbound-rtp`` ``packets_received``; the decoded audio is no
-witness, NetEq keeps expanding it after the packets stop) and remembers when the count last grew.
+second (``RemoteTrack.get_stats()``: ``inbound-rtp`` ``packets_received`` and
+``last_packet_received_timestamp``, wall-clock milliseconds; the decoded audio is no witness,
+NetEq keeps producing frames after the packets stop) and remembers when the last packet came.
 When the caller's participant disconnects, :func:`departure` decides when they left:
 
 - a lost connection, media seen recently, the microphone not muted: when media was last seen;
@@ -21,6 +22,7 @@ for the moment and ends the call ``customer_hangup`` at it.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -60,10 +62,12 @@ LOST_CONNECTION: frozenset[int] = frozenset(
 @dataclass(frozen=True)
 class AudioSample:
     """One look at the caller's audio: inbound RTP packets so far (None: no track or no stats
-    yet) and whether their microphone is muted."""
+    yet), whether their microphone is muted and how long ago the last packet came (None: not
+    reported; the sample's time stands for it)."""
 
     packets: int | None
     muted: bool
+    silent_for: float | None = None
 
 
 @dataclass
@@ -72,7 +76,8 @@ class MediaClock:
 
     packets: int | None = None
     seen_at: float | None = None
-    """The time of the first sample that saw the packet count grow to its latest value."""
+    """When the latest packet came: the sample that saw the count grow, less how long before it
+    the stats say the last packet arrived."""
     muted: bool = False
 
     def observe(self, sample: AudioSample, at: float) -> None:
@@ -81,7 +86,8 @@ class MediaClock:
         if sample.packets is None:
             return
         if self.packets is None or sample.packets > self.packets:
-            self.seen_at = at
+            seen = at - max(0.0, sample.silent_for or 0.0)
+            self.seen_at = seen if self.seen_at is None else max(self.seen_at, seen)
         self.packets = sample.packets
 
 
@@ -118,6 +124,8 @@ async def sample_caller_audio(room: _Room, identity: str) -> AudioSample:
         return AudioSample(None, muted=False)
     packets: int | None = None
     muted = False
+    silent_for: float | None = None
+    now = time.time()  # last_packet_received_timestamp is wall-clock milliseconds
     for publication in list(participant.track_publications.values()):
         if publication.kind != rtc.TrackKind.KIND_AUDIO:
             continue
@@ -126,9 +134,14 @@ async def sample_caller_audio(room: _Room, identity: str) -> AudioSample:
         if track is None:
             continue
         for stats in await track.get_stats():
-            if stats.WhichOneof("stats") == "inbound_rtp":
-                packets = (packets or 0) + stats.inbound_rtp.received.packets_received
-    return AudioSample(packets, muted=muted)
+            if stats.WhichOneof("stats") != "inbound_rtp":
+                continue
+            packets = (packets or 0) + stats.inbound_rtp.received.packets_received
+            last = stats.inbound_rtp.inbound.last_packet_received_timestamp
+            if last > 0:
+                ago = max(0.0, now - last / 1000.0)
+                silent_for = ago if silent_for is None else min(silent_for, ago)
+    return AudioSample(packets, muted=muted, silent_for=silent_for)
 
 
 Sampler = Callable[[], Awaitable[AudioSample]]
