@@ -69,8 +69,9 @@ class FakeRoom:
 
 
 class FakeParticipant:
-    def __init__(self, identity: str) -> None:
+    def __init__(self, identity: str, disconnect_reason: int | None = None) -> None:
         self.identity = identity
+        self.disconnect_reason = disconnect_reason
 
 
 class FakeJob:

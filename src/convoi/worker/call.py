@@ -54,6 +54,7 @@ from convoi.worker.dtmf import KeypadInput, publish_keys
 from convoi.worker.limits import LimitsWatch
 from convoi.worker.log import logger
 from convoi.worker.phone import dial_customer
+from convoi.worker.presence import CallerPresence
 from convoi.worker.recording import TranscriptRecorder
 from convoi.worker.session import BuiltSession, PipelineFactory, build_session
 from convoi.worker.transfer import TransferDesk
@@ -174,6 +175,7 @@ class Call(CallControls):
         self._limits: LimitsWatch | None = None
         self._detection: VoicemailDetection | None = None
         self._keypad: KeypadInput | None = None
+        self._presence: CallerPresence | None = None
         self._greeting_audio: list[rtc.AudioFrame] | None = None
         self._caller: str | None = None
         self._caller_left_at: float | None = None
@@ -315,6 +317,11 @@ class Call(CallControls):
             self._limits.start()
         self._session_started = True
         self._job.room.on("participant_disconnected", self._on_participant_left)
+        if identity is not None and not self._is_phone:  # see worker/presence.py
+            self._presence = CallerPresence(
+                self._job.room, identity, clock=self._clock, log_fields=self.log_fields
+            )
+            self._presence.start()
         try:
             await self._start(built.session, built.agent, identity)
         except BaseException:
@@ -413,6 +420,8 @@ class Call(CallControls):
             self._detection.stop()
         if self._keypad is not None:
             self._keypad.stop()
+        if self._presence is not None:
+            self._presence.stop()
         await self._close_session(drain=request.drain)
         event = await self._report_end(request)
         with contextlib.suppress(Exception):  # best effort: the outbox keeps what is not sent
@@ -517,9 +526,11 @@ class Call(CallControls):
 
     def _on_participant_left(self, participant: rtc.RemoteParticipant) -> None:
         """The caller left the room, whatever the reason (hung up, removed, lost): the call is
-        over. RoomIO closes the session itself only for some disconnect reasons."""
+        over. RoomIO closes the session itself only for some disconnect reasons. A web caller
+        whose connection was lost left when their media stopped (worker/presence.py)."""
         if participant.identity == self._caller and self._caller_left_at is None:
-            self._caller_left_at = self._clock()
+            presence, reason = self._presence, participant.disconnect_reason
+            self._caller_left_at = presence.left_at(reason) if presence else self._clock()
             self.end_soon("customer_hangup")
 
     def _on_agent_state(self, event: AgentStateChangedEvent) -> None:
