@@ -6,15 +6,21 @@ tests/test_e2e_fallbacks.py.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from livekit.agents import llm, stt, tts
+from livekit.agents import APIConnectionError, llm, stt, tts
+from livekit.agents.llm import LLMError
 from livekit.agents.metrics import LLMMetrics, TTSMetrics
 from livekit.agents.metrics.base import Metadata
+from livekit.agents.tts import TTSError
+from livekit.agents.voice.events import ErrorEvent
 from livekit.plugins import deepgram, elevenlabs, openai
+from livekit.rtc import EventEmitter
 from pydantic import ValidationError
 
 from convoi.callspec import CallSpecError, resolve_call
@@ -31,7 +37,7 @@ from convoi.pipeline.factory import (
 )
 from convoi.reporting.usage import UsageTracker
 from convoi.settings import WorkerSettings
-from convoi.worker.apology import APOLOGY_WAV, load_apology
+from convoi.worker.apology import APOLOGY_TEXT, APOLOGY_WAV, ProviderFaults, load_apology
 from tests.helpers import AGENTS_CONFIG, SUPPORT
 
 FALLBACKS = {
@@ -230,3 +236,52 @@ def test_the_apology_is_pre_rendered_audio() -> None:
 def test_a_missing_apology_is_no_audio_not_a_crash(tmp_path: Path) -> None:
     assert APOLOGY_WAV.is_file()
     assert load_apology(tmp_path / "missing.wav") == ()
+
+
+class FakeSession(EventEmitter[str]):
+    """What :class:`ProviderFaults` uses of a session: its events and ``say``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.said: list[tuple[str, int]] = []
+
+    def say(self, text: str, *, audio: Any, allow_interruptions: bool) -> Any:
+        frames: list[Any] = []
+
+        async def played() -> None:
+            async for frame in audio:
+                frames.append(frame)
+            self.said.append((text, len(frames)))
+
+        task = asyncio.ensure_future(played())
+        return SimpleNamespace(wait_for_playout=lambda: asyncio.shield(task))
+
+
+def error_event(kind: str, *, recoverable: bool) -> ErrorEvent:
+    error = APIConnectionError("all failed")
+    made = {
+        "llm": lambda: LLMError(timestamp=0.0, label="x", error=error, recoverable=recoverable),
+        "tts": lambda: TTSError(timestamp=0.0, label="x", error=error, recoverable=recoverable),
+    }[kind]()
+    return ErrorEvent(error=made, source=None)
+
+
+async def test_only_an_unrecoverable_error_apologises_then_ends_provider_error() -> None:
+    session = FakeSession()
+    ended = asyncio.Event()
+    requests: list[tuple[str, str | None]] = []
+
+    def end_soon(reason: str, *, detail: str | None = None) -> None:
+        requests.append((reason, detail))
+        ended.set()
+
+    faults = ProviderFaults(session, load_apology(), end_soon)  # type: ignore[arg-type]
+    session.emit("error", error_event("llm", recoverable=True))  # a retry is coming
+    assert faults.failed_kind is None
+    session.emit("error", error_event("tts", recoverable=False))
+    session.emit("error", error_event("llm", recoverable=False))  # already ending: ignored
+    await asyncio.wait_for(ended.wait(), 10)
+
+    assert faults.failed_kind == "tts"
+    assert session.said == [(APOLOGY_TEXT, len(load_apology()))]  # played in full, first
+    assert requests == [("provider_error", "every tts provider failed")]
