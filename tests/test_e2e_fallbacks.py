@@ -25,7 +25,7 @@ from tests.helpers import SUPPORT
 
 pytestmark = pytest.mark.e2e
 
-GREETING = "Hi there, thanks for calling Convoi support. How can I help you today?"
+GREETING = "Hi Dana, thanks for calling Convoi support. How can I help you today?"
 QUESTION = "Hi, I have a question about my bill."
 REPLY = "Of course, I can help with your bill."
 REPLY_BOUND_S = 30.0
@@ -43,7 +43,8 @@ def web_spec(fallbacks: dict[str, Any]) -> dict[str, Any]:
 
 
 def scenario(faults: list[dict[str, Any]]) -> dict[str, Any]:
-    return {"caller": [QUESTION], "default_reply": REPLY, "faults": faults}
+    # caller_repeat: a fallback adapter probing a failed STT hears the question too
+    return {"caller": [QUESTION], "caller_repeat": True, "default_reply": REPLY, "faults": faults}
 
 
 async def call(
@@ -82,7 +83,7 @@ def heard_the_reply(report: CallerReport) -> float:
     """Seconds from the end of the caller's question to the start of the reply they heard."""
     assert report.errors == [], report.errors
     assert REPLY in report.transcript_texts(report.agent_identity)
-    (latency_ms,) = report.reply_latencies_ms()
+    (latency_ms,) = report.reply_latencies_ms
     assert latency_ms is not None, "no reply was heard"
     assert latency_ms / 1000 < REPLY_BOUND_S
     return latency_ms / 1000
@@ -102,9 +103,10 @@ async def test_an_llm_answering_500_is_replaced_by_its_fallback(
 
     latency = heard_the_reply(report)
     print(f"LLM 500 -> fallback: reply heard {latency:.2f} s after the question")
-    first, second = emulators.requests("llm")[:2]
-    assert (first["model"], first["fault"]) == ("gpt-4o-mini", "http_500")
-    assert (second["model"], second["fault"]) == ("gpt-4o", None)
+    llm = emulators.requests("llm")
+    assert (llm[0]["model"], llm[0]["fault"]) == ("gpt-4o-mini", "http_500")
+    # the fallback answered (the adapter also probes the failed primary in the background)
+    assert any((r["model"], r["fault"]) == ("gpt-4o", None) for r in llm[1:]), llm
     assert (ended["status"], ended["ended_reason"]) == ("completed", "customer_hangup")
     served = usage_of(ended, "llm")["gpt-4o"]  # the events name the model that served
     assert served["provider"] == "openai" and served["output_tokens"] > 0
@@ -175,7 +177,7 @@ async def test_with_every_llm_down_the_caller_hears_the_apology_and_the_call_fai
     ended = await ended_event(receiver, spec["call_id"])
 
     (turn,) = report.turns
-    assert turn.end_of_speech is not None and report.agent_left is not None
+    assert turn.end_of_speech is not None and report.segments
     heard_the_apology(report, after=turn.end_of_speech.mono)
     assert (ended["status"], ended["ended_reason"], ended["fault"]) == (
         "failed",
@@ -184,9 +186,10 @@ async def test_with_every_llm_down_the_caller_hears_the_apology_and_the_call_fai
     )
     assert ended["detail"] == "every llm provider failed"
     assert {r["model"] for r in emulators.requests("llm")} == {"gpt-4o-mini", "gpt-4o"}
-    ended_after = report.agent_left.mono - turn.end_of_speech.mono
-    print(f"all LLMs down: call ended {ended_after:.2f} s after the question (apology included)")
-    assert ended_after < 60
+    apology_over = report.segments[-1].end.mono - turn.end_of_speech.mono
+    print(f"all LLMs down: apology over {apology_over:.2f} s after the question")
+    assert apology_over < 60
+    assert ended["duration_seconds"] < 120  # the greeting, the question, the apology, the end
 
 
 async def test_with_every_tts_down_the_pre_rendered_apology_still_plays(
