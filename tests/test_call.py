@@ -30,6 +30,7 @@ from convoi.reporting.events import CallEvent
 from convoi.reporting.outbox import Outbox
 from convoi.settings import WorkerSettings
 from convoi.telephony import DialResult, dial_outcome
+from convoi.worker.apology import APOLOGY_TEXT, load_apology
 from convoi.worker.call import Call
 from convoi.worker.config import JobResources, WorkerConfig
 from convoi.worker.limits import LimitsWatch
@@ -188,7 +189,7 @@ def resources(
         metrics=MetricsSettings(),
         dialer=dialer or FakeDialer(answered),
     )
-    return JobResources(config, defs, vad=None)
+    return JobResources(config, defs, vad=None, apology=load_apology())
 
 
 def web_spec(**fields: Any) -> str:
@@ -564,11 +565,9 @@ async def test_llm_failing_mid_call_ends_it_as_a_provider_error(
     clock = Clock()
     _call, job, room = await running_web_call(defs, tmp_path, [Reply(error="upstream 500")], clock)
     assert room.session is not None
-    for _ in range(4):  # livekit closes the session after its 4th unrecoverable LLM error
-        if job.shutdowns:
-            break
-        handle = room.session.generate_reply(user_input="Hello?")
-        await handle.wait_for_playout()
+    # the first unrecoverable error ends the call (livekit alone would wait for the 4th)
+    handle = room.session.generate_reply(user_input="Hello?")
+    await handle.wait_for_playout()
     await job.finished()
 
     final = ended(reported(tmp_path))
@@ -577,6 +576,8 @@ async def test_llm_failing_mid_call_ends_it_as_a_provider_error(
         "provider_error",
         "provider",
     )
+    assert final.detail == "every llm provider failed"
+    assert final.transcript[-1].text == APOLOGY_TEXT  # it was said before the end
     assert job.shutdowns == ["provider_error"]
 
 

@@ -19,7 +19,7 @@ from convoi.definitions.ids import (
     SquadId,
 )
 from convoi.definitions.prices import PriceList
-from convoi.definitions.providers import LLMConfig, STTConfig, TTSConfig
+from convoi.definitions.providers import Fallbacks, LLMConfig, STTConfig, TTSConfig
 from convoi.greeting import PLACEHOLDERS, unknown_placeholders
 
 __all__ = [
@@ -134,6 +134,10 @@ class Agent(_Model):
     llm: LLMConfig = Field(default_factory=LLMConfig)
     tts: TTSConfig
     stt: STTConfig = Field(default_factory=STTConfig)
+    fallbacks: Fallbacks = Field(default_factory=Fallbacks)
+    """Ordered fallbacks per kind (``fallbacks: {llm: [{model: gpt-4o}]}``), used when the
+    primary provider fails; with none left the caller hears a short apology and the call ends
+    ``failed`` / ``provider_error``."""
     knowledge_base_ids: tuple[KnowledgeBaseId, ...] = ()
     tools: tuple[Literal["end_call", "send_dtmf"], ...] = ("end_call",)
     """Built-in tools the LLM may call. ``end_call`` lets the agent hang up; ``send_dtmf`` lets it

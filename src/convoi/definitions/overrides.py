@@ -10,7 +10,8 @@ Rules, each with its own test in ``tests/test_overrides.py``:
 1. Scalars (``first_message``, ``system_prompt``) replace the definition's value.
 2. ``llm`` / ``tts`` / ``stt`` merge key by key when the provider is unchanged (or not given).
 3. A different ``provider`` replaces the whole block; the replacement is noted (and logged).
-4. ``knowledge_base_ids`` replaces the list (it is not appended to).
+4. ``knowledge_base_ids`` replaces the list (it is not appended to); so does each kind of
+   ``fallbacks`` (``fallbacks.llm`` replaces the LLM fallbacks, STT and TTS ones stay).
 5. Keys that are absent or ``null`` in the overrides leave the definition untouched, at the top
    level and inside ``llm`` / ``tts`` / ``stt``.
 6. The result is validated again as an :class:`~convoi.definitions.models.Agent`; a problem is
@@ -44,6 +45,7 @@ OVERRIDE_KEYS = (
     "stt",
     "knowledge_base_ids",
     "limits",
+    "fallbacks",
 )
 _BLOCKS = ("llm", "tts", "stt")
 
@@ -62,6 +64,9 @@ class AgentOverrides(BaseModel):
     limits: dict[str, Any] | None = None
     """Convoi extension: call limits (``max_duration_seconds``, ``silence_timeout_seconds``, the
     silence prompt and goodbye, the wrap-up message and when it is said), merged key by key."""
+    fallbacks: dict[str, Any] | None = None
+    """Convoi extension: ``{llm: [...], stt: [...], tts: [...]}``; each kind given replaces that
+    kind's fallback list (``[]`` removes them), the other kinds stay as defined."""
 
 
 class OverrideError(ValueError):
@@ -115,7 +120,7 @@ def merge(
                 data[key] = value
             else:
                 data[key] = {**current, **value}
-        elif key == "limits":
+        elif key in ("limits", "fallbacks"):
             data[key] = {**data[key], **{k: v for k, v in value.items() if v is not None}}
         else:
             data[key] = value

@@ -27,6 +27,7 @@ __all__ = [
     "TTS_PROVIDERS",
     "DeepgramSTT",
     "ElevenLabsTTS",
+    "Fallbacks",
     "LLMConfig",
     "OpenAILLM",
     "STTConfig",
@@ -107,6 +108,25 @@ LLMConfig = OpenAILLM
 """Union of the LLM provider blocks (one provider today; add a block and list it below)."""
 STTConfig = DeepgramSTT
 TTSConfig = ElevenLabsTTS
+
+MAX_FALLBACKS = 3
+"""Fallbacks per kind: each one is tried only after the ones before it failed."""
+
+
+class Fallbacks(BaseModel):
+    """Ordered fallbacks for an agent's ``llm``, ``stt`` and ``tts``.
+
+    Each entry is a complete provider block (the same fields as the primary block), tried in
+    order when the primary (and every fallback before it) fails: an HTTP error, a dropped
+    connection or no answer within the attempt timeout (livekit's ``FallbackAdapter``). Each
+    fallback model must be priced like the primary; usage is billed to the model that served.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    llm: tuple[LLMConfig, ...] = Field((), max_length=MAX_FALLBACKS)
+    stt: tuple[STTConfig, ...] = Field((), max_length=MAX_FALLBACKS)
+    tts: tuple[TTSConfig, ...] = Field((), max_length=MAX_FALLBACKS)
+
 
 LLM_PROVIDERS: dict[str, type[_Block]] = {"openai": OpenAILLM}
 STT_PROVIDERS: dict[str, type[_Block]] = {"deepgram": DeepgramSTT}

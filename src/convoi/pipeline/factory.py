@@ -3,14 +3,22 @@
 Pure construction, no network: plugins connect lazily when the session first uses them. Keys and
 base URLs come from :class:`~convoi.settings.WorkerSettings`. The VAD is not built here: silero is
 loaded once per process in the worker's setup hook and passed to every session.
+
+An agent with ``fallbacks`` gets livekit's ``FallbackAdapter`` per kind, over the primary plugin and
+its fallbacks in order, with bounded attempts (:data:`LLM_ATTEMPT_TIMEOUT` ...): a provider that
+errors, drops its connection or stalls is abandoned within seconds and the next one answers; the
+adapter probes the failed one in the background and returns to it once it recovers. When every
+instance has failed, the adapter's error is unrecoverable (see :mod:`convoi.worker.apology`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from livekit.agents import NOT_GIVEN, NotGiven
+from livekit.agents import NOT_GIVEN, APIConnectOptions, NotGiven, llm, stt, tts
+from livekit.agents.voice.agent_session import SessionConnectOptions
 from livekit.plugins import deepgram, elevenlabs, openai
 from pydantic import SecretStr
 
@@ -19,7 +27,41 @@ from convoi.definitions.providers import DeepgramSTT, ElevenLabsTTS, OpenAILLM
 from convoi.pipeline.voices import resolve_voice
 from convoi.settings import WorkerSettings
 
-__all__ = ["Pipeline", "PipelineError", "build_llm", "build_pipeline", "build_stt", "build_tts"]
+__all__ = [
+    "LLM_ATTEMPT_TIMEOUT",
+    "STT_ATTEMPT_TIMEOUT",
+    "TTS_ATTEMPT_TIMEOUT",
+    "Pipeline",
+    "PipelineError",
+    "build_llm",
+    "build_pipeline",
+    "build_stt",
+    "build_tts",
+    "serving_model",
+    "session_connect_options",
+]
+
+LLM_ATTEMPT_TIMEOUT = 4.0
+"""Seconds an LLM of a fallback chain has to start answering before the next one is asked."""
+STT_ATTEMPT_TIMEOUT = 4.0
+"""Seconds an STT of a fallback chain has per (non-streaming) attempt."""
+TTS_ATTEMPT_TIMEOUT = 5.0
+"""Seconds a TTS waits for audio (first audio of a sentence, or the next chunk) before giving up:
+the next TTS of the chain is asked (livekit's TTS adapter has no attempt timeout of its own, the
+plugin's connection timeout bounds it, see :func:`session_connect_options`)."""
+CHAIN_RETRY_INTERVAL = 1.0
+"""Seconds before a whole chain (or a lone plugin) that failed is tried once more."""
+
+
+def session_connect_options() -> SessionConnectOptions:
+    """The session's connection options: one retry of a failed LLM/TTS (or chain of them) after
+    :data:`CHAIN_RETRY_INTERVAL`, a TTS that stays silent for :data:`TTS_ATTEMPT_TIMEOUT` fails
+    (livekit's defaults: three retries two seconds apart, ten seconds of TTS silence)."""
+    once = APIConnectOptions(max_retry=1, retry_interval=CHAIN_RETRY_INTERVAL)
+    return SessionConnectOptions(
+        llm_conn_options=once,
+        tts_conn_options=dataclasses.replace(once, timeout=TTS_ATTEMPT_TIMEOUT),
+    )
 
 
 class PipelineError(ValueError):
@@ -28,11 +70,12 @@ class PipelineError(ValueError):
 
 @dataclass(frozen=True)
 class Pipeline:
-    """The model plugins for one agent."""
+    """The model plugins for one agent: the plugins themselves, or a ``FallbackAdapter`` over
+    the primary plugin and the agent's fallbacks."""
 
-    stt: deepgram.STT
-    llm: openai.LLM
-    tts: elevenlabs.TTS
+    stt: stt.STT[Any]
+    llm: llm.LLM[Any]
+    tts: tts.TTS[Any]
 
 
 _T = TypeVar("_T")
@@ -112,9 +155,25 @@ def build_tts(cfg: ElevenLabsTTS, settings: WorkerSettings) -> elevenlabs.TTS:
 
 
 def build_pipeline(agent: Agent, settings: WorkerSettings) -> Pipeline:
-    """All three plugins for ``agent``. Raises :class:`PipelineError` when a key is missing."""
+    """All three plugins for ``agent`` (fallback chains where it has fallbacks). Raises
+    :class:`PipelineError` when a key is missing."""
+    stts: list[stt.STT[Any]] = [build_stt(c, settings) for c in (agent.stt, *agent.fallbacks.stt)]
+    llms: list[llm.LLM[Any]] = [build_llm(c, settings) for c in (agent.llm, *agent.fallbacks.llm)]
+    ttss: list[tts.TTS[Any]] = [build_tts(c, settings) for c in (agent.tts, *agent.fallbacks.tts)]
     return Pipeline(
-        stt=build_stt(agent.stt, settings),
-        llm=build_llm(agent.llm, settings),
-        tts=build_tts(agent.tts, settings),
+        stt=stts[0]
+        if len(stts) == 1
+        else stt.FallbackAdapter(stts, attempt_timeout=STT_ATTEMPT_TIMEOUT, max_retry_per_stt=0),
+        llm=llms[0]
+        if len(llms) == 1
+        else llm.FallbackAdapter(llms, attempt_timeout=LLM_ATTEMPT_TIMEOUT, max_retry_per_llm=0),
+        tts=ttss[0] if len(ttss) == 1 else tts.FallbackAdapter(ttss, max_retry_per_tts=0),
     )
+
+
+def serving_model(plugin: object) -> str | None:
+    """The model that serves ``plugin``'s requests now: its own, or for a ``FallbackAdapter``
+    the model of the instance that answered last (None for anything else)."""
+    if isinstance(plugin, stt.STT | llm.LLM | tts.TTS):
+        return plugin.metrics_metadata.get("model_name")
+    return None

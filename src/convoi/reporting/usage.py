@@ -10,6 +10,10 @@ STT is billed on the caller audio streamed to the recogniser, counted by the age
 land after the call's final report, so they are ignored. Characters synthesised outside the
 session (the greeting rendered while a phone rings) are added with
 :meth:`UsageTracker.add_tts_characters`.
+
+With fallbacks (``Agent.fallbacks``) a metric is billed to the block whose model it names: the
+adapters forward each metric of the instance that served, labelled with that instance's model. A
+metric naming no block of the member (or none at all) is billed to the primary block.
 """
 
 from __future__ import annotations
@@ -21,11 +25,25 @@ from typing import Literal, cast
 from livekit.agents.metrics import LLMMetrics, TTSMetrics
 
 from convoi.definitions.models import Agent
+from convoi.definitions.pricing import Block
 from convoi.reporting.events import UsageEntry
 
-__all__ = ["UsageKind", "UsageTracker"]
+__all__ = ["UsageKind", "UsageTracker", "serving_block"]
 
 UsageKind = Literal["llm", "stt", "tts"]
+
+
+def serving_block(agent: Agent, kind: UsageKind, model_name: str | None) -> Block:
+    """The block of ``agent`` that a metric labelled ``model_name`` came from: the primary
+    block, or the first fallback of that model (the primary when no block has it)."""
+    primary: Block = getattr(agent, kind)
+    if model_name is None or model_name == primary.model:
+        return primary
+    fallback: Block
+    for fallback in getattr(agent.fallbacks, kind):
+        if fallback.model == model_name:
+            return fallback
+    return primary
 
 
 @dataclass
@@ -49,10 +67,11 @@ class UsageTracker:
 
     def _counter(self, kind: UsageKind, member: str, model_name: str | None = None) -> _Counter:
         agent = self._agents.get(member)
-        block = getattr(agent, kind) if agent is not None else None
-        provider = block.provider if block is not None else "unknown"
-        model = (block.model if block is not None else None) or model_name or "unknown"
-        return self._counters.setdefault((member, kind, provider, model), _Counter())
+        if agent is None:
+            key = (member, kind, "unknown", model_name or "unknown")
+            return self._counters.setdefault(key, _Counter())
+        block = serving_block(agent, kind, model_name)
+        return self._counters.setdefault((member, kind, block.provider, block.model), _Counter())
 
     def add(self, metrics: object) -> None:
         """Record one metrics event (other metric types, and STT audio metrics, are ignored)."""
@@ -65,9 +84,10 @@ class UsageTracker:
         elif isinstance(metrics, TTSMetrics):
             self._counter("tts", self._current(), model_name).characters += metrics.characters_count
 
-    def add_stt_audio(self, member: str, seconds: float) -> None:
-        """``seconds`` of caller audio were streamed to ``member``'s recogniser."""
-        self._counter("stt", member).audio_seconds += seconds
+    def add_stt_audio(self, member: str, seconds: float, model_name: str | None = None) -> None:
+        """``seconds`` of caller audio were streamed to ``member``'s recogniser (``model_name``:
+        the model serving it, when a fallback may be)."""
+        self._counter("stt", member, model_name).audio_seconds += seconds
 
     def add_tts_characters(self, member: str, characters: int) -> None:
         """``characters`` were synthesised for ``member`` outside the session."""

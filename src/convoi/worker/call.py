@@ -41,7 +41,7 @@ from convoi.callspec import CallSpecError, ResolvedCall, resolve_call
 from convoi.definitions.ids import CallId
 from convoi.definitions.models import TransferDestination
 from convoi.lifecycle import EndedReason, Fault, TerminalStatus
-from convoi.pipeline.factory import PipelineError, build_pipeline
+from convoi.pipeline.factory import PipelineError, build_pipeline, serving_model
 from convoi.reporting.channel import ReportingChannel
 from convoi.reporting.events import CallEvent, TransferReport, VoicemailReport
 from convoi.reporting.reporter import CallReporter, ReportingError
@@ -49,6 +49,7 @@ from convoi.reporting.usage import UsageTracker
 from convoi.squads import SquadRuntime
 from convoi.telephony import DialOutcome
 from convoi.worker import metrics
+from convoi.worker.apology import ProviderFaults
 from convoi.worker.config import JobResources
 from convoi.worker.dtmf import KeypadInput, publish_keys
 from convoi.worker.limits import LimitsWatch
@@ -173,6 +174,7 @@ class Call(CallControls):
         self._usage: UsageTracker | None = None
         self._recorder: TranscriptRecorder | None = None
         self._limits: LimitsWatch | None = None
+        self._faults: ProviderFaults | None = None
         self._detection: VoicemailDetection | None = None
         self._keypad: KeypadInput | None = None
         self._presence: CallerPresence | None = None
@@ -416,6 +418,8 @@ class Call(CallControls):
             request = dataclasses.replace(request, reason="transferred")  # left for the REFER
         if self._limits is not None:
             self._limits.stop()
+        if self._faults is not None:
+            self._faults.stop()
         if self._detection is not None:
             self._detection.stop()
         if self._keypad is not None:
@@ -508,6 +512,9 @@ class Call(CallControls):
             built.session, call.start_agent.agent.limits, self.end_soon, log_fields=self.log_fields
         )
         session: AgentSession[CallControls] = built.session
+        self._faults = ProviderFaults(
+            session, self._resources.apology, self.end_soon, log_fields=self.log_fields
+        )
         usage, recorder = self._usage, self._recorder
         session.on("metrics_collected", lambda ev: usage.add(ev.metrics))
         session.on("conversation_item_added", lambda ev: recorder.record(ev.item))
@@ -559,7 +566,17 @@ class Call(CallControls):
     def count_stt_audio(self, member: str, seconds: float) -> None:
         """Caller audio streamed to ``member``'s recogniser (STT is billed on it)."""
         if self._usage is not None:
-            self._usage.add_stt_audio(member, seconds)
+            self._usage.add_stt_audio(member, seconds, self._serving_stt(member))
+
+    def _serving_stt(self, member: str) -> str | None:
+        """The STT model now serving ``member`` (a fallback's, after a failover)."""
+        if self._built is None:
+            return None
+        with contextlib.suppress(RuntimeError):  # no agent is running yet
+            agent = self._built.session.current_agent
+            if agent.id == member:
+                return serving_model(agent.stt)
+        return None
 
     def take_greeting_audio(self) -> list[rtc.AudioFrame] | None:
         """The greeting rendered while the phone rang, once."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from livekit import rtc
 from livekit.agents import JobProcess, vad
 from livekit.plugins import silero  # plugins register on import, which must be the main thread
 
@@ -18,6 +19,7 @@ from convoi.definitions.models import Definitions
 from convoi.reporting.delivery import DeliverySettings
 from convoi.settings import WorkerSettings
 from convoi.telephony import Dialer, dial
+from convoi.worker.apology import load_apology
 from convoi.worker.metrics import MetricsSettings
 
 __all__ = ["JobResources", "WorkerConfig"]
@@ -56,10 +58,14 @@ class JobResources:
     """Agents, squads, phone numbers, knowledge bases and prices."""
     vad: vad.VAD | None
     """silero's VAD (None: turn detection off, text-mode tests)."""
+    apology: tuple[rtc.AudioFrame, ...] = ()
+    """The pre-rendered apology played when every provider of a kind fails
+    (:mod:`convoi.worker.apology`)."""
 
     @classmethod
     def load(cls, config: WorkerConfig, *, with_vad: bool = True) -> JobResources:
-        """Load the definitions and (unless ``with_vad`` is False) silero's VAD."""
+        """Load the definitions, the apology audio and (unless ``with_vad`` is False) silero's
+        VAD."""
         vad_model: vad.VAD | None = None
         if with_vad:
             vad_model = silero.VAD.load()
@@ -67,6 +73,7 @@ class JobResources:
             config=config,
             definitions=load_definitions(config.settings.config_dir).definitions,
             vad=vad_model,
+            apology=load_apology(),
         )
 
     def install(self, proc: JobProcess) -> None:

@@ -10,7 +10,11 @@ from livekit.agents import AgentSession, vad
 from convoi.agent import CallControls, ConvoiAgent, DetachedControls
 from convoi.callspec import ResolvedCall
 from convoi.definitions.models import Agent
-from convoi.pipeline.factory import Pipeline, build_pipeline  # imports the plugins (main thread)
+from convoi.pipeline.factory import (  # imports the plugins (main thread)
+    Pipeline,
+    build_pipeline,
+    session_connect_options,
+)
 from convoi.settings import WorkerSettings
 from convoi.squads import SquadRuntime
 
@@ -69,6 +73,7 @@ def build_session(
             "interruption": {"mode": "vad"},
         },
         userdata=userdata,
+        conn_options=session_connect_options(),  # bounded retries: see convoi.pipeline.factory
         # the caller's silence (neither side speaking, no tool running): see worker/limits.py
         user_away_timeout=float(call.start_agent.agent.limits.silence_timeout_seconds),
     )
