@@ -157,8 +157,11 @@ def phone_call(agent_id: str, phone_number_id: str = US_LINE) -> dict[str, Any]:
     }
 
 
-def callee(behaviour: Behaviour, workdir: Path) -> SippCallee:
-    return SippCallee(behaviour, workdir=workdir, sip_port=TRUNK_PORT, media_port=MEDIA_PORT)
+def callee(behaviour: Behaviour, workdir: Path, *, hold_s: float = 120.0) -> SippCallee:
+    """SIPp answering on the trunks' port; answering behaviours send RTP for ``hold_s``."""
+    return SippCallee(
+        behaviour, workdir=workdir, sip_port=TRUNK_PORT, media_port=MEDIA_PORT, hold_s=hold_s
+    )
 
 
 def wait_for_speech_after(

@@ -197,6 +197,23 @@ async def test_the_callee_hangs_up(sip_api: SipApi, tmp_path: Path) -> None:
     assert 4.0 < final["duration_seconds"] < 12.0
 
 
+async def test_a_callee_who_vanishes_is_billed_until_their_media_stopped(
+    sip_api: SipApi, emulators: EmulatorsProcess, tmp_path: Path
+) -> None:
+    """A dead phone sends no BYE: its RTP stops, livekit-sip drops the call 15 s later (its media
+    timeout), and the call ends customer_hangup at the last packet, not at the drop."""
+    emulators.load_scenario({"caller": [CALLER_LINE], "default_reply": REPLY})
+    hold_s = 20.0  # the callee's RTP stops 20 s after the answer; it never hangs up
+    with callee(Behaviour.answer_talk(CALLER_LINE, delay_s=8.0), tmp_path, hold_s=hold_s) as phone:
+        call = sip_api.create(phone_call(SALES))
+        phone.wait_for_answer(90)
+        final = await asyncio.to_thread(sip_api.wait_for_terminal, call["id"], 120.0)
+    assert (final["status"], final["ended_reason"]) == ("completed", "customer_hangup")
+    # billed from the answer to the last packet (one stats sample of slack), not 15 s more
+    assert hold_s - 3.0 <= final["duration_seconds"] <= hold_s + 4.0, final
+    assert stt_finals(emulators) == [CALLER_LINE]  # it was a real conversation until then
+
+
 async def test_the_agent_hangs_up_after_its_whole_goodbye_was_heard(
     sip_api: SipApi, emulators: EmulatorsProcess, tmp_path: Path
 ) -> None:

@@ -21,10 +21,12 @@ from convoi.definitions.models import Definitions
 from convoi.worker import presence
 from convoi.worker.presence import (
     LOSS_WINDOW,
+    PHONE_LOST_CONNECTION,
     AudioSample,
     CallerPresence,
     MediaClock,
     departure,
+    phone_disconnect_reason,
     sample_caller_audio,
 )
 from tests.test_call import TIMEOUT, Clock, FakeParticipant, ended, reported, running_web_call
@@ -298,3 +300,18 @@ async def test_a_web_caller_who_hangs_up_is_billed_until_the_disconnect(
 
     final = ended(reported(tmp_path))
     assert (final.ended_reason, final.duration_seconds) == ("customer_hangup", 6.0)
+
+
+def test_a_phone_callee_who_hung_up_is_told_from_one_the_bridge_dropped() -> None:
+    bye = phone_disconnect_reason(
+        rtc.DisconnectReason.CLIENT_INITIATED, {"sip.callStatus": "hangup"}
+    )
+    dropped = phone_disconnect_reason(
+        rtc.DisconnectReason.CLIENT_INITIATED, {"sip.callStatus": "active"}
+    )
+    assert bye == rtc.DisconnectReason.CLIENT_INITIATED and bye not in PHONE_LOST_CONNECTION
+    assert dropped in PHONE_LOST_CONNECTION
+    media = MediaClock()
+    media.observe(AudioSample(packets=900, muted=False), at=100.0)
+    assert departure(dropped, 115.0, media, PHONE_LOST_CONNECTION).at == 100.0  # last packet
+    assert departure(bye, 115.0, media, PHONE_LOST_CONNECTION).at == 115.0  # the BYE

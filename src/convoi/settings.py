@@ -41,6 +41,12 @@ class WorkerSettings(BaseSettings):
     """Worker load (0-1, CPU based) above which it stops taking calls; default livekit-agents'
     (0.7 in ``start``). ``inf`` never refuses and reports no load to LiveKit (single-worker
     devstacks and tests on busy machines)."""
+    process_init_timeout_seconds: float = Field(
+        30.0, alias="CONVOI_PROCESS_INIT_TIMEOUT_SECONDS", ge=1, le=600
+    )
+    """How long a new job process may take to start (load silero's VAD, the definitions, the TLS
+    context) before livekit-agents kills it; livekit's own 10 s default killed dozens of processes
+    on a loaded 2-core machine during the soak, and each killed one was started again."""
     max_retry: int = Field(16, alias="CONVOI_MAX_RETRY", ge=0, le=100)
     """How many times the worker retries connecting to LiveKit before exiting non-zero."""
 

@@ -17,6 +17,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import httpx2 as httpx  # the HTTP client the openai SDK (and livekit's plugin) use
+import openai as openai_sdk
 from livekit.agents import NOT_GIVEN, APIConnectOptions, NotGiven, llm, stt, tts
 from livekit.agents.voice.agent_session import SessionConnectOptions
 from livekit.plugins import deepgram, elevenlabs, openai
@@ -24,6 +26,7 @@ from pydantic import SecretStr
 
 from convoi.definitions.models import Agent
 from convoi.definitions.providers import DeepgramSTT, ElevenLabsTTS, OpenAILLM
+from convoi.pipeline.tls import shared_tls_context
 from convoi.pipeline.voices import resolve_voice
 from convoi.settings import WorkerSettings
 
@@ -87,16 +90,46 @@ def _key(value: SecretStr | None, variable: str) -> str:
     return value.get_secret_value()
 
 
+class _OwnClientLLM(openai.LLM):
+    """livekit's OpenAI LLM over a client we built (the process's shared TLS context), closed
+    with it as the plugin closes the clients it builds itself."""
+
+    def __init__(self, *, client: openai_sdk.AsyncClient, **kwargs: Any) -> None:
+        super().__init__(client=client, **kwargs)
+        self._owned_client = client
+
+    async def aclose(self) -> None:
+        await super().aclose()
+        await self._owned_client.close()
+
+
+def _openai_client(settings: WorkerSettings) -> openai_sdk.AsyncClient:
+    """The client livekit's plugin would build (same timeouts, limits and no SDK retries), over
+    the process's shared TLS context instead of a new one per LLM (:mod:`convoi.pipeline.tls`)."""
+    return openai_sdk.AsyncClient(
+        api_key=_key(settings.openai_api_key, "OPENAI_API_KEY"),
+        base_url=settings.openai_base_url or None,
+        max_retries=0,
+        http_client=httpx.AsyncClient(
+            verify=shared_tls_context(),
+            timeout=httpx.Timeout(connect=15.0, read=5.0, write=5.0, pool=5.0),
+            follow_redirects=True,
+            limits=httpx.Limits(
+                max_connections=50, max_keepalive_connections=50, keepalive_expiry=120
+            ),
+        ),
+    )
+
+
 def build_llm(cfg: OpenAILLM, settings: WorkerSettings) -> openai.LLM:
     """OpenAI chat completions with the agent's model and sampling options."""
 
     def opt(value: _T | None) -> _T | NotGiven:
         return NOT_GIVEN if value is None else value
 
-    return openai.LLM(
+    return _OwnClientLLM(
+        client=_openai_client(settings),
         model=cfg.model,
-        api_key=_key(settings.openai_api_key, "OPENAI_API_KEY"),
-        base_url=settings.openai_base_url or NOT_GIVEN,
         temperature=opt(cfg.temperature),
         top_p=opt(cfg.top_p),
         max_completion_tokens=opt(cfg.max_completion_tokens),

@@ -55,7 +55,12 @@ from convoi.worker.dtmf import KeypadInput, publish_keys
 from convoi.worker.limits import LimitsWatch
 from convoi.worker.log import logger
 from convoi.worker.phone import dial_customer
-from convoi.worker.presence import CallerPresence
+from convoi.worker.presence import (
+    LOST_CONNECTION,
+    PHONE_LOST_CONNECTION,
+    CallerPresence,
+    phone_disconnect_reason,
+)
 from convoi.worker.recording import TranscriptRecorder
 from convoi.worker.session import BuiltSession, PipelineFactory, build_session
 from convoi.worker.transfer import TransferDesk
@@ -319,9 +324,13 @@ class Call(CallControls):
             self._limits.start()
         self._session_started = True
         self._job.room.on("participant_disconnected", self._on_participant_left)
-        if identity is not None and not self._is_phone:  # see worker/presence.py
+        if identity is not None:  # see worker/presence.py
             self._presence = CallerPresence(
-                self._job.room, identity, clock=self._clock, log_fields=self.log_fields
+                self._job.room,
+                identity,
+                clock=self._clock,
+                log_fields=self.log_fields,
+                lost=PHONE_LOST_CONNECTION if self._is_phone else LOST_CONNECTION,
             )
             self._presence.start()
         try:
@@ -533,10 +542,12 @@ class Call(CallControls):
 
     def _on_participant_left(self, participant: rtc.RemoteParticipant) -> None:
         """The caller left the room, whatever the reason (hung up, removed, lost): the call is
-        over. RoomIO closes the session itself only for some disconnect reasons. A web caller
-        whose connection was lost left when their media stopped (worker/presence.py)."""
+        over. RoomIO closes the session itself only for some disconnect reasons. A web caller or
+        a phone callee whose connection was lost left when their media stopped (see presence.py)."""
         if participant.identity == self._caller and self._caller_left_at is None:
             presence, reason = self._presence, participant.disconnect_reason
+            if self._is_phone:
+                reason = phone_disconnect_reason(reason, dict(participant.attributes))
             self._caller_left_at = presence.left_at(reason) if presence else self._clock()
             self.end_soon("customer_hangup")
 

@@ -16,6 +16,7 @@ from livekit.plugins import silero  # plugins register on import, which must be 
 
 from convoi.definitions.loader import load_definitions
 from convoi.definitions.models import Definitions
+from convoi.pipeline.tls import shared_tls_context
 from convoi.reporting.delivery import DeliverySettings
 from convoi.settings import WorkerSettings
 from convoi.telephony import Dialer, dial
@@ -66,6 +67,7 @@ class JobResources:
     def load(cls, config: WorkerConfig, *, with_vad: bool = True) -> JobResources:
         """Load the definitions, the apology audio and (unless ``with_vad`` is False) silero's
         VAD."""
+        shared_tls_context()  # built here, before any call, instead of once per LLM client
         vad_model: vad.VAD | None = None
         if with_vad:
             vad_model = silero.VAD.load()

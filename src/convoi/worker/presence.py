@@ -15,6 +15,12 @@ When the caller's participant disconnects, :func:`departure` decides when they l
 - anything else (the caller hung up: ``CLIENT_INITIATED``; removed; room deleted; a muted caller
   whose packets stopped because of the mute; no media ever seen): the moment of the disconnect.
 
+A phone callee is watched the same way: livekit-sip forwards their RTP into the room as it comes,
+so the room track's packets stop when theirs do, and a callee who vanishes without a BYE (a dead
+phone, lost coverage) is dropped by the bridge's media timeout 15 s later; the bridge then leaves
+the room ``CLIENT_INITIATED`` as after a hang-up, but without first setting its ``sip.callStatus``
+attribute to ``hangup`` (:func:`phone_disconnect_reason`).
+
 The module decides nothing about the call's end itself: :class:`~convoi.worker.call.Call` asks it
 for the moment and ends the call ``customer_hangup`` at it.
 """
@@ -34,12 +40,15 @@ from convoi.worker.log import logger
 __all__ = [
     "LOSS_WINDOW",
     "LOST_CONNECTION",
+    "PHONE_LOST_CONNECTION",
     "SAMPLE_INTERVAL",
+    "SIP_CALL_STATUS",
     "AudioSample",
     "CallerPresence",
     "Departure",
     "MediaClock",
     "departure",
+    "phone_disconnect_reason",
     "sample_caller_audio",
 ]
 
@@ -57,6 +66,22 @@ LOST_CONNECTION: frozenset[int] = frozenset(
     }
 )
 """Disconnect reasons that say the caller's connection was lost (not that they hung up)."""
+PHONE_LOST_CONNECTION: frozenset[int] = LOST_CONNECTION | {rtc.DisconnectReason.UNKNOWN_REASON}
+"""The same for a phone callee, whose reason :func:`phone_disconnect_reason` reads first."""
+SIP_CALL_STATUS = "sip.callStatus"
+"""The SIP participant's attribute livekit-sip keeps current: ``active``, then ``hangup``."""
+
+
+def phone_disconnect_reason(reason: int | None, attributes: dict[str, str]) -> int | None:
+    """What a SIP participant's disconnect means. livekit-sip leaves the room
+    ``CLIENT_INITIATED`` whatever ended the call, but sets ``sip.callStatus`` to ``hangup``
+    first when the callee hung up (BYE or CANCEL); a call it dropped (no RTP for its media
+    timeout, a failed transport) leaves with the status still ``active``: ``UNKNOWN_REASON``."""
+    if attributes.get(SIP_CALL_STATUS) == "hangup":
+        return reason
+    if reason in (None, rtc.DisconnectReason.CLIENT_INITIATED):
+        return rtc.DisconnectReason.UNKNOWN_REASON
+    return reason
 
 
 @dataclass(frozen=True)
@@ -99,11 +124,17 @@ class Departure:
     by_media: bool
 
 
-def departure(reason: int | None, disconnected_at: float, media: MediaClock) -> Departure:
-    """When a caller who disconnected at ``disconnected_at`` for ``reason`` really left."""
+def departure(
+    reason: int | None,
+    disconnected_at: float,
+    media: MediaClock,
+    lost: frozenset[int] = LOST_CONNECTION,
+) -> Departure:
+    """When a caller who disconnected at ``disconnected_at`` for ``reason`` really left
+    (``lost``: the reasons that mean a lost connection for this kind of caller)."""
     seen = media.seen_at
     if (
-        reason in LOST_CONNECTION
+        reason in lost
         and not media.muted
         and seen is not None
         and 0.0 <= disconnected_at - seen <= LOSS_WINDOW
@@ -160,7 +191,9 @@ class CallerPresence:
         interval: float | None = None,
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
         log_fields: dict[str, Any] | None = None,
+        lost: frozenset[int] = LOST_CONNECTION,
     ) -> None:
+        self._lost = lost
         self._sampler: Sampler = sampler or (lambda: sample_caller_audio(room, identity))
         self._clock = clock
         self._interval = SAMPLE_INTERVAL if interval is None else interval
@@ -182,7 +215,7 @@ class CallerPresence:
 
     def left_at(self, reason: int | None) -> float:
         """The caller disconnected now for ``reason``: when they really left."""
-        result = departure(reason, self._clock(), self.media)
+        result = departure(reason, self._clock(), self.media, self._lost)
         if result.by_media:
             logger.info(
                 "caller's connection was lost: the call ends when their media stopped",

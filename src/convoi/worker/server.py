@@ -41,6 +41,7 @@ def build_server(config: WorkerConfig) -> AgentServer:
         api_secret=settings.livekit_api_secret.get_secret_value(),
         port=settings.health_port,
         max_retry=settings.max_retry,
+        initialize_process_timeout=settings.process_init_timeout_seconds,
         **metrics_server_options(config.metrics),
         **kwargs,
     )
