@@ -52,7 +52,7 @@ import yaml
 from convoi.devstack import install
 from convoi.devstack.install import DevstackError
 from convoi.devstack.livekit_server import LiveKitServer, ServerConfig
-from convoi.devstack.state import http_ok, state_dir
+from convoi.devstack.state import http_ok, state_dir, stop_process
 
 __all__ = [
     "DEVSTACK_PORTS",
@@ -257,20 +257,10 @@ class _Daemon:
         proc, self._proc = self._proc, None
         if proc is None or proc.poll() is not None:
             return
-
-        def send(sig: signal.Signals) -> None:
-            with contextlib.suppress(ProcessLookupError):
-                if self.detach:  # own session: signal the whole group
-                    os.killpg(proc.pid, sig)
-                else:
-                    proc.send_signal(sig)
-
-        send(self.first_signal)
-        try:
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            send(signal.SIGKILL)
-            proc.wait(timeout=10)
+        # detached: its own session, so the whole group (state.stop_process checks it leads one)
+        stop_process(proc.pid, timeout=timeout, group=self.detach, sig=self.first_signal)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=1.0)  # reaped by stop_process already: record the exit
 
 
 class RedisServer(_Daemon):

@@ -545,7 +545,8 @@ class Call(CallControls):
         over. RoomIO closes the session itself only for some disconnect reasons. A web caller or
         a phone callee whose connection was lost left when their media stopped (see presence.py)."""
         if participant.identity == self._caller and self._caller_left_at is None:
-            presence, reason = self._presence, participant.disconnect_reason
+            presence = self._presence
+            reason: int | None = participant.disconnect_reason
             if self._is_phone:
                 reason = phone_disconnect_reason(reason, dict(participant.attributes))
             self._caller_left_at = presence.left_at(reason) if presence else self._clock()
