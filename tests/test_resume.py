@@ -22,7 +22,6 @@ from convoi.controlplane.checkpoints import (
     stored_body,
 )
 from convoi.controlplane.db.engine import Database
-from convoi.controlplane.db.migrate import upgrade_to_head
 from convoi.controlplane.db.models import Account, Call, CallCheckpoint
 from convoi.controlplane.leases import LeaseKeeper, Leases
 from convoi.definitions.models import Definitions
@@ -51,6 +50,7 @@ from convoi.reporting.events import (
 from convoi.reporting.orphans import resumable
 from convoi.worker.call import Call as WorkerCall
 from convoi.worker.supervision import callee_in_room
+from tests import test_controlplane_db as _backends
 from tests.fake_llm import Reply, ScriptedLLM
 from tests.test_call import (
     TIMEOUT,
@@ -65,6 +65,9 @@ from tests.test_call import (
     resources,
     web_spec,
 )
+
+database_url = _backends.database_url  # the control-plane tests run on SQLite and PostgreSQL
+database = _backends.database
 
 # -- building and restoring a checkpoint ------------------------------------------------------
 
@@ -213,14 +216,6 @@ def test_the_callee_is_in_the_room_when_a_sip_or_browser_participant_is() -> Non
 
 
 # -- the control plane: the latest checkpoint, and resuming a silent call ------------------
-
-
-@pytest.fixture
-def database(tmp_path: Path) -> Any:
-    db = Database(f"sqlite:///{tmp_path / 'cp.sqlite3'}")
-    upgrade_to_head(db)
-    yield db
-    db.dispose()
 
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
