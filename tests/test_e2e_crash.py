@@ -2,7 +2,10 @@
 
 Real livekit-server, ``convoi-worker start``, the emulators, the scripted web caller and the
 reference receiver. The job process running the call gets SIGKILL mid-call (nothing in it runs any
-more); the worker's main process ends the call ``failed`` / ``worker_error`` and deletes the room.
+more); the caller is still in the room, so the worker's main process dispatches the call again
+(:mod:`convoi.worker.resume`), up to ``CONVOI_MAX_RESUMES`` (2) times; the job conducting the last
+resume is killed too, and then the main process ends the call ``failed`` / ``worker_error`` and
+deletes the room.
 """
 
 from __future__ import annotations
@@ -49,7 +52,15 @@ async def test_a_killed_job_process_ends_its_call_failed_worker_error(
     )
     await asyncio.to_thread(receiver.wait_for_event, call_id, "call.progress")
     accepted = await asyncio.to_thread(worker.wait_for_record, "call accepted", call_id=call_id)
-    os.kill(int(accepted["pid"]), signal.SIGKILL)  # the job process, not the worker
+    pids = [int(accepted["pid"])]
+    for attempt in (1, 2):  # resumed twice (the caller is still there), then no more
+        os.kill(pids[-1], signal.SIGKILL)  # the job process, not the worker
+        resumed = await asyncio.to_thread(
+            worker.wait_for_record, "call resumed", call_id=call_id, attempt=attempt
+        )
+        pids.append(int(resumed["pid"]))
+    assert len(set(pids)) == 3  # three job processes conducted the call in turn
+    os.kill(pids[-1], signal.SIGKILL)
 
     ended = (await asyncio.to_thread(receiver.wait_for_event, call_id, "call.ended", 60.0))["event"]
     assert (ended["status"], ended["ended_reason"], ended["fault"]) == (

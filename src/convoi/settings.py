@@ -56,6 +56,14 @@ class WorkerSettings(BaseSettings):
     """A web call whose browser has not joined this long after the job started ends ``failed`` /
     ``participant_never_joined`` and frees its job process."""
 
+    resume_apology: str = Field(
+        "Sorry, I lost you for a moment.", alias="CONVOI_RESUME_APOLOGY", min_length=1
+    )
+    """What a resumed call says first, after its job died (see ``convoi.worker.resume``)."""
+    max_resumes: int = Field(2, alias="CONVOI_MAX_RESUMES", ge=0, le=10)
+    """Times one call may be resumed after its job died (then it ends ``failed`` /
+    ``worker_error``); 0 turns resuming off."""
+
     console_call: Path | None = Field(None, alias="CONVOI_CONSOLE_CALL")
     """CallSpec JSON file for ``console`` mode (default: a web call to the first agent)."""
 

@@ -112,7 +112,12 @@ class ConvoiAgent(Agent):
 
     async def on_enter(self) -> None:
         """Greet: the pre-rendered greeting, else the rendered first_message, else an opener;
-        once the call allows it (voicemail detection holds the greeting until its verdict)."""
+        once the call allows it (voicemail detection holds the greeting until its verdict).
+        A resumed call says its apology instead and waits for the caller's next turn."""
+        apology = self.controls.take_resume_apology()
+        if apology is not None:  # a resumed call: carry on after one short apology
+            self.session.say(apology, allow_interruptions=False, add_to_chat_ctx=True)
+            return
         if not await self.controls.wait_to_greet():
             return  # an answering machine: the call deals with it
         greeting = self.effective.greeting

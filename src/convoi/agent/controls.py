@@ -69,6 +69,11 @@ class CallControls(Protocol):
         conversation goes on). ``summary`` is the agent's short reason, for a warm briefing."""
         ...
 
+    def take_resume_apology(self) -> str | None:
+        """What a resumed call says instead of the greeting, once (None: greet as usual;
+        see convoi.worker.resume)."""
+        return None
+
 
 @dataclass
 class DetachedControls:
@@ -86,6 +91,8 @@ class DetachedControls:
     """Every transfer asked for: the destination and the summary."""
     transfer_outcome: TransferOutcome = TransferOutcome(succeeded=True)
     """What :meth:`transfer_caller` answers."""
+    resume_apology: str | None = None
+    """Set to play a resumed call's apology instead of the greeting."""
 
     def count_stt_audio(self, member: str, seconds: float) -> None:
         """Add ``seconds`` to ``member``'s count."""
@@ -120,3 +127,8 @@ class DetachedControls:
         """Record the request and answer :attr:`transfer_outcome`."""
         self.transfers.append((destination, summary))
         return self.transfer_outcome
+
+    def take_resume_apology(self) -> str | None:
+        """:attr:`resume_apology`, once."""
+        text, self.resume_apology = self.resume_apology, None
+        return text

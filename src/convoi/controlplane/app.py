@@ -126,7 +126,13 @@ def create_app(
     leases = LeaseKeeper(
         state.database,
         state.gateway,
-        Leases(active=settings.call_lease_seconds, starting=settings.call_start_lease_seconds),
+        Leases(
+            active=settings.call_lease_seconds,
+            starting=settings.call_start_lease_seconds,
+            resume_after=settings.call_resume_after_seconds or None,
+            max_resumes=settings.max_resumes,
+        ),
+        agent_name=settings.agent_name,
     )
 
     @asynccontextmanager

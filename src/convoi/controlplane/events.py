@@ -7,7 +7,8 @@ store it records into. Each distinct event id is kept in ``call_events`` (a repe
 "duplicate" and changes nothing); the call's state (status, ended_reason, duration, cost,
 metadata, updated_at) follows the event with the highest ``sequence`` seen: an older event that
 arrives late is stored but never overwrites newer state. The first terminal event wins: after it,
-only events of the same ending (status and ended_reason) apply.
+only events of the same ending (status and ended_reason) apply. A ``call.progress`` checkpoint is
+kept apart, latest only (:mod:`convoi.controlplane.checkpoints`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from convoi.controlplane.checkpoints import store_checkpoint, stored_body
 from convoi.controlplane.db.models import Call, CallEventRecord, utcnow
 from convoi.controlplane.errors import NotFound
 from convoi.lifecycle import TERMINAL_STATUSES
@@ -60,7 +62,7 @@ class SqlEventStore:
                 type=event.type,
                 status=event.status,
                 received_at=now,
-                body=body,
+                body=stored_body(event, body),  # the checkpoint is kept apart (latest only)
                 duplicates=0,
             )
         )
@@ -87,7 +89,7 @@ class SqlEventStore:
             report = getattr(event, outcome)
             if report is not None:
                 values[outcome] = report.model_dump(mode="json")
-        session.execute(
+        applied = session.execute(
             update(Call)
             .where(
                 Call.id == event.call_id,
@@ -100,6 +102,8 @@ class SqlEventStore:
             )
             .values(**values)
         )
+        if applied.rowcount:  # type: ignore[attr-defined]  # a CursorResult (DML)
+            store_checkpoint(session, event, now)
         session.commit()
         return "stored"
 

@@ -14,6 +14,10 @@ arrives after the lease expired is stored but does not change the call.
 
 :func:`expire_calls` does one sweep (pure database work, testable with a clock); :class:`LeaseKeeper`
 runs it periodically in the API process and deletes the rooms.
+
+Resume instead of fail: before expiring, each sweep dispatches again the active calls silent for
+``resume_after`` (``CONVOI_CALL_RESUME_AFTER_SECONDS``) whose callee is still in the room and whose
+agent is not (:mod:`convoi.controlplane.checkpoints`); that renews their lease.
 """
 
 from __future__ import annotations
@@ -28,8 +32,14 @@ from decimal import Decimal
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
+from convoi.controlplane.checkpoints import (
+    ResumableCall,
+    RoomProbe,
+    mark_resumed,
+    resumable_calls,
+)
 from convoi.controlplane.db.engine import Database
-from convoi.controlplane.db.models import Call, CallEventRecord
+from convoi.controlplane.db.models import Call, CallCheckpoint, CallEventRecord
 from convoi.controlplane.livekit import LiveKitGateway
 from convoi.controlplane.log import logger
 from convoi.lifecycle import classify
@@ -48,6 +58,10 @@ class Leases:
     """For an ``active`` call (which reports progress every few seconds)."""
     starting: float = 180.0
     """For an ``initiated`` or ``ringing`` call (waiting for a worker, then ringing)."""
+    resume_after: float | None = None
+    """An ``active`` call silent this long is dispatched again if it can be (None: never)."""
+    max_resumes: int = 2
+    """Times one call may be dispatched again."""
 
 
 @dataclass(frozen=True)
@@ -116,6 +130,9 @@ def _end_lost(session: Session, call: Call, now: datetime, silent: float, lease:
     call.status, call.ended_reason, call.fault, call.detail = status, "worker_lost", fault, detail
     call.last_event_sequence = event.sequence
     call.updated_at = now
+    checkpoint = session.get(CallCheckpoint, call.id)
+    if checkpoint is not None:  # customer speech: not kept past the call
+        session.delete(checkpoint)
     logger.warning(
         "call lost: no event from its worker within its lease",
         extra={"call_id": call.id, "silent_seconds": round(silent, 1), "lease_seconds": lease},
@@ -137,11 +154,15 @@ class LeaseKeeper:
         leases: Leases,
         *,
         interval: float | None = None,
+        agent_name: str = "convoi",
     ) -> None:
+        self._agent_name = agent_name
+        """The worker name resumed calls are dispatched to."""
         self._database = database
         self._gateway = gateway
         self._leases = leases
-        self._interval = interval or max(1.0, min(leases.active, leases.starting) / 6)
+        shortest = min(leases.active, leases.starting, leases.resume_after or leases.active)
+        self._interval = interval or max(1.0, shortest / 6)
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -158,7 +179,9 @@ class LeaseKeeper:
             self._task = None
 
     async def sweep(self) -> list[ExpiredCall]:
-        """One sweep now: end the lost calls, delete their rooms."""
+        """One sweep now: resume the silent calls that can be, end the lost ones, delete their
+        rooms."""
+        await self.resume_silent()
         expired = await asyncio.to_thread(self._expire)
         for call in expired:
             if call.room_id:
@@ -171,6 +194,47 @@ class LeaseKeeper:
                         extra={"call_id": call.call_id, "room": call.room_id},
                     )
         return expired
+
+    async def resume_silent(self) -> list[str]:
+        """Dispatch again the silent active calls whose callee waits alone; their ids."""
+        leases, probe = self._leases, self._gateway
+        if leases.resume_after is None or not isinstance(probe, RoomProbe):
+            return []
+        resumed: list[str] = []
+        for call in await asyncio.to_thread(self._resumable, leases.resume_after):
+            try:
+                callee, agent = await asyncio.to_thread(probe.room_occupants, call.room_id)
+                if not callee or agent:
+                    continue  # the caller left (the lease ends it), or its agent is still there
+                await asyncio.to_thread(self._redispatch, call)
+            except Exception as exc:  # LiveKit unreachable: try again next sweep (or expire)
+                logger.warning(
+                    "could not resume a silent call: %s",
+                    type(exc).__name__,
+                    extra={"call_id": call.call_id},
+                )
+                continue
+            resumed.append(call.call_id)
+        return resumed
+
+    def _resumable(self, silent_for: float) -> list[ResumableCall]:
+        with self._database.session() as session:
+            return resumable_calls(
+                session,
+                datetime.now(UTC),
+                silent_for=silent_for,
+                max_resumes=self._leases.max_resumes,
+            )
+
+    def _redispatch(self, call: ResumableCall) -> None:
+        agent_name = self._agent_name
+        self._gateway.dispatch(call.room_id, agent_name, call.metadata)
+        with self._database.session() as session:
+            mark_resumed(session, call.call_id, call.attempt, datetime.now(UTC))
+        logger.warning(
+            "call silent with its caller waiting alone: dispatched it again",
+            extra={"call_id": call.call_id, "room": call.room_id, "attempt": call.attempt},
+        )
 
     def _expire(self) -> list[ExpiredCall]:
         with self._database.session() as session:

@@ -145,3 +145,19 @@ class LiveKitApiGateway:
         """Delete the room."""
         request = api.DeleteRoomRequest(room=name)
         self._run("delete the room", lambda lk: lk.room.delete_room(request))
+
+    def room_occupants(self, room: str) -> tuple[bool, bool]:
+        """``(callee, agent)`` in ``room``: a SIP or browser participant; an agent (see
+        :class:`convoi.controlplane.checkpoints.RoomProbe`). Both False when the room is gone."""
+        request = api.ListParticipantsRequest(room=room)
+        try:
+            listed = self._run(
+                "list the participants", lambda lk: lk.room.list_participants(request)
+            )
+        except LiveKitRejected:  # no such room
+            return False, False
+        live = [p for p in listed.participants if p.state != api.ParticipantInfo.State.DISCONNECTED]
+        kinds = (api.ParticipantInfo.Kind.SIP, api.ParticipantInfo.Kind.STANDARD)
+        callee = any(p.kind in kinds for p in live)
+        agent = any(p.kind == api.ParticipantInfo.Kind.AGENT for p in live)
+        return callee, agent

@@ -63,6 +63,14 @@ class ControlPlaneSettings(BaseSettings):
     )
     """The same for a call still ``initiated`` or ``ringing`` (no worker took it, or it died while
     the phone rang)."""
+    call_resume_after_seconds: float = Field(
+        15.0, alias="CONVOI_CALL_RESUME_AFTER_SECONDS", ge=0, le=3600
+    )
+    """An ``active`` call with no event for this long, whose callee is still in the room and whose
+    agent is not (its worker died), is dispatched again to resume from its checkpoint; 0: never
+    (it is then ended by ``CONVOI_CALL_LEASE_SECONDS``)."""
+    max_resumes: int = Field(2, alias="CONVOI_MAX_RESUMES", ge=0, le=10)
+    """Times the control plane may dispatch one call again."""
     db_pool_size: int = Field(10, alias="CONVOI_DB_POOL_SIZE", ge=1, le=500)
     """Database connections kept open for public requests (per API process)."""
     db_max_overflow: int = Field(20, alias="CONVOI_DB_MAX_OVERFLOW", ge=0, le=500)

@@ -23,11 +23,13 @@ __all__ = [
     "EVENT_TYPES",
     "CallEvent",
     "CallStatus",
+    "Checkpoint",
     "Cost",
     "EndedReason",
     "EventType",
     "Fault",
     "Handoff",
+    "HistoryItem",
     "TranscriptEntry",
     "TransferReport",
     "TurnLatency",
@@ -145,6 +147,45 @@ class TurnLatency(_Model):
     tts_node_ttfb: float | None = None
 
 
+class HistoryItem(_Model):
+    """One item of a checkpoint's conversation: a spoken message or a tool call with its output."""
+
+    role: Literal["user", "assistant", "tool"]
+    text: str = ""
+    """The message (``user``/``assistant``), or the tool's output (``tool``)."""
+    at: float = 0.0
+    member: str | None = None
+    interrupted: bool = False
+    source: Literal["voice", "dtmf"] = "voice"
+    name: str | None = None
+    """The tool's name (``tool`` only)."""
+    arguments: str | None = None
+    """The tool call's JSON arguments (``tool`` only)."""
+    call_id: str | None = None
+    """The tool call's id (``tool`` only)."""
+    error: bool = False
+    """The tool failed (``tool`` only)."""
+
+
+class Checkpoint(_Model):
+    """What a call carries outside its job process so that another job can resume it."""
+
+    version: Literal[1] = 1
+    member: str
+    """The squad member in charge (``agent`` for single-agent calls)."""
+    initiated_at: float
+    started_at: float
+    """When the call became active: a resumed call's duration counts from here."""
+    usage: list[UsageEntry] = Field(default_factory=list)
+    handoffs: list[Handoff] = Field(default_factory=list)
+    history: list[HistoryItem] = Field(default_factory=list)
+    """The conversation, oldest first (the newest part of it when ``dropped``)."""
+    dropped: int = 0
+    """Oldest items left out to keep the checkpoint within its size bound."""
+    resumes: int = 0
+    """How many times the call has been resumed so far."""
+
+
 class CallEvent(_Model):
     """One event on the wire."""
 
@@ -170,3 +211,7 @@ class CallEvent(_Model):
     """The transfer of a phone call (``call.ended`` only)."""
     voicemail: VoicemailReport | None = None
     """Answering-machine detection of an outbound call (``call.ended`` only)."""
+    checkpoint: Checkpoint | None = None
+    """Where the conversation stands (``call.progress`` of an active call only; never in
+    ``call.ended``): what a new job needs to resume the call (:mod:`convoi.reporting.checkpoint`).
+    Customer speech: the control plane keeps the latest only and never logs it."""

@@ -8,6 +8,11 @@ metadata: if the call's newest event in the outbox is not terminal, it commits `
 to the death (an active call was live until then) and the cost as of the last progress event
 (the usage after it died with the process; ``detail`` says so). A call that had already ended is
 left alone, so a job that exits normally after reporting costs nothing here.
+
+Before ending it, the main process may resume the call instead (:func:`resumable`: it was active
+and its newest event carries a checkpoint, and it has been resumed fewer than
+``CONVOI_MAX_RESUMES`` times; then, if the callee is still in the room, it is dispatched again:
+:mod:`convoi.worker.supervision`).
 """
 
 from __future__ import annotations
@@ -17,9 +22,10 @@ from decimal import Decimal
 from typing import Any, Protocol
 
 from convoi.lifecycle import TERMINAL_STATUSES, classify
+from convoi.reporting.checkpoint import Resume
 from convoi.reporting.events import CallEvent, Cost
 
-__all__ = ["OrphanStore", "end_orphaned_call"]
+__all__ = ["OrphanStore", "end_orphaned_call", "resumable"]
 
 
 class OrphanStore(Protocol):
@@ -78,3 +84,16 @@ def end_orphaned_call(
         )
         store.add(event)
     return event
+
+
+def resumable(last: CallEvent | None, *, attempts: int, max_resumes: int) -> Resume | None:
+    """The resume of a call whose job died, given its newest event ``last`` and how many times it
+    was resumed already (``attempts``); None when it cannot be resumed (not active, no checkpoint,
+    or resumed ``max_resumes`` times already)."""
+    if last is None or last.status != "active" or last.checkpoint is None:
+        return None
+    if attempts >= max_resumes:
+        return None
+    attempt = attempts + 1
+    checkpoint = last.checkpoint.model_copy(update={"resumes": attempt})
+    return Resume(attempt=attempt, sequence=last.sequence, checkpoint=checkpoint)

@@ -274,6 +274,16 @@ class Outbox:
             ).fetchone()
         return int(value)
 
+    def reserve_sequences(self, call_id: str, last: int) -> None:
+        """Raise the call's sequence counter to at least ``last`` (a resumed call's events come
+        after those its earlier job reported, wherever that job's outbox was)."""
+        with self._write() as db:
+            db.execute(
+                "INSERT INTO call_sequences (call_id, last) VALUES (?, ?)"
+                " ON CONFLICT (call_id) DO UPDATE SET last = max(last, excluded.last)",
+                (call_id, last),
+            )
+
     def latest(self, call_id: str) -> CallEvent | None:
         """The call's newest event in the outbox (highest sequence), delivered or not."""
         rows = self._read(

@@ -27,6 +27,7 @@ from convoi.lifecycle import CallLifecycle, TerminalStatus, classify
 from convoi.reporting.cost import price_call
 from convoi.reporting.events import (
     CallEvent,
+    Checkpoint,
     Cost,
     EndedReason,
     EventType,
@@ -75,6 +76,7 @@ class CallReporter:
         usage: Callable[[], Sequence[UsageEntry]] = list,
         clock: Callable[[], float] = time.time,
         on_event: Callable[[CallEvent], None] | None = None,
+        checkpoint: Callable[[], Checkpoint | None] | None = None,
     ) -> None:
         self.call_id = call_id
         self.lifecycle = CallLifecycle(phone=phone, initiated_at=clock())
@@ -86,6 +88,8 @@ class CallReporter:
         self._on_event = on_event
         self._lock = asyncio.Lock()
         self._progress_task: asyncio.Task[None] | None = None
+        self._checkpoint = checkpoint
+        self._resumed_started_at: float | None = None
 
     # -- cost and events -------------------------------------------------------------------
 
@@ -127,6 +131,8 @@ class CallReporter:
         life = self.lifecycle
         duration = round(life.duration_seconds(now), 3)
         usage = [] if bare else list(self._usage())
+        if type_ == "call.progress" and not bare and self._checkpoint is not None:
+            extra.setdefault("checkpoint", self._checkpoint())
         return CallEvent(
             id=f"evt_{uuid.uuid4().hex}",
             call_id=self.call_id,
@@ -161,10 +167,30 @@ class CallReporter:
         self.lifecycle.ringing(self._clock())
         return await self._emit("call.status")
 
+    def resume_from(self, initiated_at: float, started_at: float) -> None:
+        """This job resumes a call another job conducted (:mod:`convoi.worker.resume`): the
+        lifecycle starts where it was (initiated, ringing for a phone call) and :meth:`active`
+        activates it as of ``started_at``, reporting ``call.progress`` (the control plane has the
+        call active already)."""
+        self.lifecycle = CallLifecycle(phone=self.lifecycle.phone, initiated_at=initiated_at)
+        if self.lifecycle.phone:
+            self.lifecycle.ringing(initiated_at)
+        self._resumed_started_at = started_at
+
+    async def progress(self) -> CallEvent | None:
+        """A ``call.progress`` now (with the checkpoint), if the call is active."""
+        if self.lifecycle.status != "active":
+            return None
+        return await self._emit("call.progress")
+
     async def active(self, progress_interval: float | None = None) -> CallEvent:
         """The call is connected: duration counts from now; progress events start."""
-        self.lifecycle.activate(self._clock())
-        event = await self._emit("call.status")
+        resumed = self._resumed_started_at
+        self.lifecycle.activate(resumed if resumed is not None else self._clock())
+        if resumed is not None:
+            event = await self._emit("call.progress", detail="resumed")
+        else:
+            event = await self._emit("call.status")
         if progress_interval:
             self._progress_task = asyncio.create_task(self._progress_loop(progress_interval))
         return event

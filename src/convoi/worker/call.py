@@ -43,7 +43,14 @@ from convoi.definitions.models import TransferDestination
 from convoi.lifecycle import EndedReason, Fault, TerminalStatus
 from convoi.pipeline.factory import PipelineError, build_pipeline, serving_model
 from convoi.reporting.channel import ReportingChannel
-from convoi.reporting.events import CallEvent, TransferReport, VoicemailReport
+from convoi.reporting.checkpoint import Resume
+from convoi.reporting.events import (
+    CallEvent,
+    Checkpoint,
+    TransferReport,
+    UsageEntry,
+    VoicemailReport,
+)
 from convoi.reporting.reporter import CallReporter, ReportingError
 from convoi.reporting.usage import UsageTracker
 from convoi.squads import SquadRuntime
@@ -62,6 +69,15 @@ from convoi.worker.presence import (
     phone_disconnect_reason,
 )
 from convoi.worker.recording import TranscriptRecorder
+from convoi.worker.resume import (
+    CALLER_PRESENT_TIMEOUT,
+    CheckpointTrigger,
+    current_checkpoint,
+    find_caller,
+    restore_agent,
+    restored_transcript,
+    usage_after,
+)
 from convoi.worker.session import BuiltSession, PipelineFactory, build_session
 from convoi.worker.transfer import TransferDesk
 from convoi.worker.voicemail import VoicemailDetection, detection_for
@@ -160,8 +176,10 @@ class Call(CallControls):
         pipeline_factory: PipelineFactory = build_pipeline,
         start_session: SessionStarter | None = None,
         clock: Callable[[], float] = time.time,
+        resume: Resume | None = None,
     ) -> None:
         self._job = job
+        self._resume = resume  # this job resumes a call another job conducted (worker/resume.py)
         self._start = start_session or self._start_in_room
         self._metadata = metadata
         self._resources = resources
@@ -195,20 +213,9 @@ class Call(CallControls):
         self._transfers = TransferDesk(job, clock=clock, log_fields=self.log_fields)
         self.voicemail: VoicemailReport | None = None
         """What answering-machine detection decided, for ``call.ended``."""
-        self.reporter: CallReporter | None = None
+        self.reporter: CallReporter | None = self._new_reporter(resources, clock)
         """Reports the lifecycle (None for a call without a valid call_id)."""
-        if self.call_id is not None:
-            metadata_field = self._peek.get("metadata")
-            self.reporter = CallReporter(
-                self.call_id,
-                phone=self._peek.get("type") == "outbound_phone",
-                store=self._channel.outbox,
-                prices=resources.definitions.prices,
-                metadata=metadata_field if isinstance(metadata_field, dict) else None,
-                usage=lambda: self._usage.entries() if self._usage is not None else [],
-                clock=clock,
-                on_event=self._on_event,
-            )
+        self._checkpoints = self._checkpoint_trigger()
 
     # -- the call's life -------------------------------------------------------------------
 
@@ -225,7 +232,9 @@ class Call(CallControls):
         self._job.add_shutdown_callback(self._on_job_shutdown)
         self._channel.start()
         try:
-            if self.reporter is not None:
+            if self.reporter is not None and self._resume is not None:
+                await self._resume_reporting(self.reporter, self._resume)
+            elif self.reporter is not None:
                 await self.reporter.initiated()
             try:
                 self.resolved = resolve_call(self._metadata, self._resources.definitions)
@@ -240,6 +249,8 @@ class Call(CallControls):
                 await self._reject(exc)
                 return
             self._attach(self.resolved, self._built)
+            if self._resume is not None:
+                self._built = await self._restore(self._resume, self._built)
             await self._converse(self.resolved, self._built)
         except Exception as exc:
             logger.exception("call failed", extra=self.log_fields)
@@ -260,7 +271,9 @@ class Call(CallControls):
                 "squad": call.squad.id if call.squad else None,
             },
         )
-        if call.spec.type == "outbound_phone":
+        if self._resume is not None:
+            identity = await self._find_resumed_caller()
+        elif call.spec.type == "outbound_phone":
             identity = await self._dial(call, built)
         else:
             identity = await self._wait_for_web_participant()
@@ -427,6 +440,7 @@ class Call(CallControls):
             request = dataclasses.replace(request, reason="transferred")  # left for the REFER
         if self._limits is not None:
             self._limits.stop()
+        self._checkpoints.stop()
         if self._faults is not None:
             self._faults.stop()
         if self._detection is not None:
@@ -527,6 +541,7 @@ class Call(CallControls):
         usage, recorder = self._usage, self._recorder
         session.on("metrics_collected", lambda ev: usage.add(ev.metrics))
         session.on("conversation_item_added", lambda ev: recorder.record(ev.item))
+        session.on("conversation_item_added", lambda _ev: self._checkpoints.poke())
         session.on("agent_state_changed", self._on_agent_state)
         session.on("close", self._on_session_close)
 
@@ -655,6 +670,95 @@ class Call(CallControls):
         """Longest a warm transfer's bridge is kept up: the agent's call duration limit."""
         call = self.resolved
         return float(call.start_agent.agent.limits.max_duration_seconds) if call else 0.0
+
+    # -- checkpoints and resuming (worker/resume.py) ---------------------------------------
+
+    def _new_reporter(
+        self, resources: JobResources, clock: Callable[[], float]
+    ) -> CallReporter | None:
+        if self.call_id is None:
+            return None
+        metadata_field = self._peek.get("metadata")
+        return CallReporter(
+            self.call_id,
+            phone=self._peek.get("type") == "outbound_phone",
+            store=self._channel.outbox,
+            prices=resources.definitions.prices,
+            metadata=metadata_field if isinstance(metadata_field, dict) else None,
+            usage=self._usage_so_far,
+            clock=clock,
+            on_event=self._on_event,
+            checkpoint=self._checkpoint_now,
+        )
+
+    def _checkpoint_trigger(self) -> CheckpointTrigger:
+        self._apology: str | None = None  # a resumed call's apology, until it is said
+        return CheckpointTrigger(self._progress_now, log_fields=self.log_fields)
+
+    def _usage_so_far(self) -> list[UsageEntry]:
+        """The call's usage: this job's, plus the checkpoint's when it resumed the call."""
+        since = self._usage.entries() if self._usage is not None else []
+        return usage_after(self._resume, since)
+
+    def _checkpoint_now(self) -> Checkpoint | None:
+        """The checkpoint that goes in each ``call.progress`` (None before the call is active)."""
+        if self.reporter is None or self._recorder is None:
+            return None
+        life = self.reporter.lifecycle
+        squad = self._squad
+        return current_checkpoint(
+            member=self.current_member(),
+            initiated_at=life.initiated_at,
+            started_at=life.started_at,
+            usage=self._usage_so_far(),
+            handoffs=list(squad.handoffs) if squad is not None else [],
+            transcript=self._recorder.transcript,
+            session=self._built.session if self._built is not None else None,
+            resume=self._resume,
+        )
+
+    async def _progress_now(self) -> None:
+        if self.reporter is not None and not self.ended:
+            await self.reporter.progress()
+
+    async def _resume_reporting(self, reporter: CallReporter, resume: Resume) -> None:
+        """Continue the call's lifecycle and event sequence where the checkpoint left them."""
+        checkpoint = resume.checkpoint
+        reporter.resume_from(checkpoint.initiated_at, checkpoint.started_at)
+        outbox = self._channel.outbox
+        await asyncio.to_thread(outbox.reserve_sequences, reporter.call_id, resume.sequence)
+        self._apology = self._resources.config.settings.resume_apology
+        self._greeted = True  # no greeting latency to observe
+        logger.warning(
+            "call resumed",
+            extra={
+                **self.log_fields,
+                "attempt": resume.attempt,
+                "member": checkpoint.member,
+                "items": len(checkpoint.history),
+            },
+        )
+
+    async def _restore(self, resume: Resume, built: BuiltSession) -> BuiltSession:
+        """The checkpoint's transcript, member and chat history in this job's session."""
+        if self._recorder is not None:
+            self._recorder.transcript[:0] = restored_transcript(resume)
+        agent = await restore_agent(resume, built.agent, built.squad)
+        return BuiltSession(built.session, agent, built.squad)
+
+    async def _find_resumed_caller(self) -> str | None:
+        """The callee, already in the room (None, and the call ended, if they left)."""
+        identity = await find_caller(
+            self._job.room, phone=self._is_phone, timeout=CALLER_PRESENT_TIMEOUT
+        )
+        if identity is None:
+            await self.end("worker_error", detail="resumed, but the caller had left the room")
+        return identity
+
+    def take_resume_apology(self) -> str | None:
+        """What a resumed call says instead of its greeting, once (None: greet as usual)."""
+        text, self._apology = self._apology, None
+        return text
 
 
 def _peek(metadata: str) -> dict[str, Any]:

@@ -11,6 +11,7 @@ import json
 from livekit.agents import JobContext, JobProcess
 
 from convoi.definitions.models import Definitions
+from convoi.reporting.checkpoint import split_resume
 from convoi.settings import WorkerSettings
 from convoi.worker.call import Call
 from convoi.worker.config import JobResources, WorkerConfig
@@ -45,5 +46,12 @@ async def entrypoint(config: WorkerConfig, ctx: JobContext) -> None:
     metadata = ctx.job.metadata
     if ctx.is_fake_job() and not metadata.strip():
         metadata = console_callspec(resources.config.settings, resources.definitions)
-    call = Call(ctx, metadata, resources, log_fields={"job_id": ctx.job.id, "room": ctx.room.name})
+    metadata, resume = split_resume(metadata)  # a resumed call: see convoi.worker.resume
+    call = Call(
+        ctx,
+        metadata,
+        resources,
+        log_fields={"job_id": ctx.job.id, "room": ctx.room.name},
+        resume=resume,
+    )
     await call.run()

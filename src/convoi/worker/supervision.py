@@ -7,6 +7,14 @@ not terminal, commits its end (:func:`convoi.reporting.orphans.end_orphaned_call
 ``worker_error``) and deletes the room, so nobody stays in a call nobody conducts. The main
 process's own sender (see :mod:`convoi.worker.server`) delivers the events. When the whole worker
 dies, the control plane's call lease does the same (:mod:`convoi.controlplane.leases`).
+
+Resume instead of fail: when the dead job's call was active, its newest event carries a checkpoint
+(:mod:`convoi.reporting.checkpoint`), it was resumed fewer than ``CONVOI_MAX_RESUMES`` times and the
+callee (a SIP or browser participant) is still in the room, the main process keeps the room and
+dispatches the agent again to it (CreateAgentDispatch, same agent name; the CallSpec plus the
+resume in the metadata). Any worker of that name takes it and carries on the conversation
+(:mod:`convoi.worker.resume`). livekit-server does not re-assign a job whose process or worker
+died (its agent service only deregisters the job), so nothing else dispatches it twice.
 """
 
 from __future__ import annotations
@@ -21,12 +29,14 @@ from livekit.agents import AgentServer
 from pydantic import TypeAdapter, ValidationError
 
 from convoi.definitions.ids import CallId
-from convoi.reporting.orphans import end_orphaned_call
+from convoi.reporting.checkpoint import Resume, split_resume, with_resume
+from convoi.reporting.events import CallEvent
+from convoi.reporting.orphans import end_orphaned_call, resumable
 from convoi.reporting.outbox import Outbox
 from convoi.worker.config import WorkerConfig
 from convoi.worker.log import logger
 
-__all__ = ["call_of_job", "watch_job_processes"]
+__all__ = ["call_of_job", "callee_in_room", "watch_job_processes"]
 
 _CALL_ID = TypeAdapter(CallId)
 ROOM_DELETE_TIMEOUT = 10.0
@@ -57,12 +67,77 @@ def watch_job_processes(server: AgentServer, config: WorkerConfig) -> None:
             if info is None or info.fake_job:
                 return
             task = asyncio.create_task(
-                _end_if_orphaned(config, info.job.metadata, info.job.room.name, proc.exitcode)
+                _after_job_death(config, info.job.metadata, info.job.room.name, proc.exitcode)
             )
             tasks.add(task)
             task.add_done_callback(tasks.discard)
 
         pool.on("process_closed", _on_closed)
+
+
+def callee_in_room(participants: list[api.ParticipantInfo]) -> bool:
+    """Whether someone other than an agent (the SIP callee, a browser) is in the room."""
+    kinds = (api.ParticipantInfo.Kind.SIP, api.ParticipantInfo.Kind.STANDARD)
+    return any(
+        p.kind in kinds and p.state != api.ParticipantInfo.State.DISCONNECTED for p in participants
+    )
+
+
+async def _after_job_death(
+    config: WorkerConfig, metadata: str, room: str, exitcode: int | None
+) -> None:
+    """Resume the dead job's call if it can be, else end it."""
+    try:
+        if await _resume_if_possible(config, metadata, room, exitcode):
+            return
+    except Exception:
+        logger.exception("could not resume a dead job's call; ending it", extra={"room": room})
+    await _end_if_orphaned(config, metadata, room, exitcode)
+
+
+async def _resume_if_possible(
+    config: WorkerConfig, metadata: str, room: str, exitcode: int | None
+) -> bool:
+    call = call_of_job(metadata)
+    if call is None:
+        return False
+    call_id = call[0]
+    spec, earlier = split_resume(metadata)
+    attempts = earlier.attempt if earlier is not None else 0
+    last = await asyncio.to_thread(_latest, config, call_id)
+    resume = resumable(last, attempts=attempts, max_resumes=config.settings.max_resumes)
+    if resume is None:
+        return False
+    fields = {"call_id": call_id, "room": room, "exit_code": exitcode, "attempt": resume.attempt}
+    settings = config.settings
+    async with api.LiveKitAPI(
+        settings.livekit_url,
+        settings.livekit_api_key,
+        settings.livekit_api_secret.get_secret_value(),
+    ) as lk:
+        listed = await asyncio.wait_for(
+            lk.room.list_participants(api.ListParticipantsRequest(room=room)), ROOM_DELETE_TIMEOUT
+        )
+        if not callee_in_room(list(listed.participants)):
+            return False
+        await _dispatch_resume(lk, settings.agent_name, room, spec, resume)
+    logger.warning("job process died during its call: dispatched it again", extra=fields)
+    return True
+
+
+async def _dispatch_resume(
+    lk: api.LiveKitAPI, agent_name: str, room: str, spec: str, resume: Resume
+) -> None:
+    request = api.CreateAgentDispatchRequest(
+        agent_name=agent_name, room=room, metadata=with_resume(spec, resume)
+    )
+    await asyncio.wait_for(lk.agent_dispatch.create_dispatch(request), ROOM_DELETE_TIMEOUT)
+
+
+def _latest(config: WorkerConfig, call_id: str) -> CallEvent | None:
+    config.delivery.outbox_path.parent.mkdir(parents=True, exist_ok=True)
+    with Outbox(config.delivery.outbox_path) as outbox:
+        return outbox.latest(call_id)
 
 
 async def _end_if_orphaned(

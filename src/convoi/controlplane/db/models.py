@@ -30,7 +30,16 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-__all__ = ["Account", "ApiKey", "Base", "Call", "CallEventRecord", "IdempotencyRecord", "utcnow"]
+__all__ = [
+    "Account",
+    "ApiKey",
+    "Base",
+    "Call",
+    "CallCheckpoint",
+    "CallEventRecord",
+    "IdempotencyRecord",
+    "utcnow",
+]
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -174,3 +183,18 @@ class CallEventRecord(Base):
     """The event JSON exactly as received (signed bytes, UTF-8)."""
     duplicates: Mapped[int] = mapped_column(Integer, default=0)
     """How many more times the same id arrived afterwards (nothing re-applied)."""
+
+
+class CallCheckpoint(Base):
+    """The latest checkpoint of an active call (customer speech: deleted when the call ends)."""
+
+    __tablename__ = "call_checkpoints"
+
+    call_id: Mapped[str] = mapped_column(ForeignKey("calls.id"), primary_key=True)
+    sequence: Mapped[int] = mapped_column(Integer)
+    """The sequence of the event that carried it."""
+    body: Mapped[str] = mapped_column(Text)
+    """The :class:`~convoi.reporting.events.Checkpoint` JSON."""
+    resumes: Mapped[int] = mapped_column(Integer, default=0)
+    """Times the control plane has dispatched the call again (its lease's resumes)."""
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import time
 import wave
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -206,6 +207,11 @@ class CallerScript:
     record_sample_rate: int = 16000
     ignore_track_names: tuple[str, ...] = ("background_audio",)
     """Agent tracks not to listen to (livekit-agents' background audio player track)."""
+    follow_new_agent: bool = False
+    """When the agent has left, take the next agent that joins as the agent (a resumed call)."""
+    before_turn: Callable[[int], Awaitable[None]] | None = None
+    """Awaited before each utterance, with its 1-based index (a test's hook: e.g. kill the worker
+    and wait for the call to be resumed)."""
 
 
 @dataclass

@@ -117,6 +117,15 @@ class _Caller:
         return p.kind == rtc.ParticipantKind.PARTICIPANT_KIND_AGENT
 
     def on_participant(self, p: rtc.RemoteParticipant) -> None:
+        if (
+            self.script.follow_new_agent
+            and self.agent is not None
+            and self.report.agent_left is not None
+            and p.identity != self.agent.identity
+            and self.is_agent(p)
+        ):
+            self.agent, self.report.agent_left = None, None  # a new agent took the call over
+            self.agent_track_sid = None
         if self.agent is None and self.is_agent(p):
             self.agent = p
             self.report.agent_identity = p.identity
@@ -328,6 +337,9 @@ class _Caller:
                 )
 
             for i, text in enumerate(script.utterances, start=1):
+                if script.before_turn is not None:
+                    step = f"before turn {i}"
+                    await script.before_turn(i)
                 turn = TurnReport(index=i, text=text)
                 r.turns.append(turn)
                 pcm = synthesize(
