@@ -7,7 +7,9 @@ store it records into. Each distinct event id is kept in ``call_events`` (a repe
 "duplicate" and changes nothing); the call's state (status, ended_reason, duration, cost,
 metadata, updated_at) follows the event with the highest ``sequence`` seen: an older event that
 arrives late is stored but never overwrites newer state. The first terminal event wins: after it,
-only events of the same ending (status and ended_reason) apply.
+only events of the same ending (status and ended_reason) apply. An applied event that changes the
+status, or ends the call, enqueues the customer's webhooks in the same transaction
+(:func:`convoi.controlplane.webhooks_outbox.notify_customer`).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from sqlalchemy.orm import Session
 
 from convoi.controlplane.db.models import Call, CallEventRecord, utcnow
 from convoi.controlplane.errors import NotFound
+from convoi.controlplane.webhooks_outbox import notify_customer
 from convoi.lifecycle import TERMINAL_STATUSES
 from convoi.receiver import IngestResult, RecordOutcome, ingest_event
 from convoi.reporting.events import CallEvent
@@ -43,7 +46,8 @@ class SqlEventStore:
         Raises :class:`NotFound` for a call this control plane never created.
         """
         session = self.session
-        if session.get(Call, event.call_id) is None:
+        call = session.get(Call, event.call_id)
+        if call is None:
             raise NotFound(
                 f"no call {event.call_id!r}: events are accepted for calls created here",
                 field="call_id",
@@ -51,6 +55,7 @@ class SqlEventStore:
             )
         if self._bump_duplicate(event.id):
             return "duplicate"
+        previous = call.status
         now = utcnow()
         session.add(
             CallEventRecord(
@@ -87,7 +92,7 @@ class SqlEventStore:
             report = getattr(event, outcome)
             if report is not None:
                 values[outcome] = report.model_dump(mode="json")
-        session.execute(
+        applied = session.execute(
             update(Call)
             .where(
                 Call.id == event.call_id,
@@ -100,6 +105,8 @@ class SqlEventStore:
             )
             .values(**values)
         )
+        if applied.rowcount:  # type: ignore[attr-defined]  # DML returns a CursorResult
+            notify_customer(session, call, previous, event, now)
         session.commit()
         return "stored"
 
