@@ -33,6 +33,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     for status, text in {
         401: "Missing, malformed or unknown API key.",
         403: "A publishable key (pk_live_): webhooks need a secret key.",
+        422: "Invalid body or parameter (the error names the field).",
         429: "rate_limited (Retry-After).",
         503: "The API is saturated (Retry-After).",
     }.items()
@@ -73,7 +74,7 @@ def _public(row: EndpointRow) -> dict[str, Any]:
     "",
     status_code=201,
     response_model=WebhookEndpointCreated,
-    responses={**ERRORS, 422: {"model": ErrorResponse, "description": "Invalid body."}},
+    responses=ERRORS,
     summary="Create a webhook endpoint",
 )
 def create_webhook(
