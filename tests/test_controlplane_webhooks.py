@@ -5,6 +5,7 @@ and duplicate nothing, a slow endpoint that never holds the API up, and a call's
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import time
 import uuid
@@ -253,3 +254,25 @@ def test_a_failed_create_and_another_accounts_calls_notify_only_their_account(ap
     ]  # fmt: skip
     assert got[1].event["data"]["ended_reason"] == "provider_error"
     assert all(verify(str(other["secret"]), r.headers, r.body) is False for r in got)
+
+
+def test_a_receiver_that_is_down_then_up_gets_everything_once_in_order(api: Api) -> None:
+    with socket.socket() as probe:  # a port nobody listens on (yet)
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    register(api, f"http://127.0.0.1:{port}/hooks")
+    call_id = phone_call_lifecycle(api)
+    deadline = time.monotonic() + 60
+    while True:  # polling the public API, as a customer would, until retries are under way
+        rows = api.client.get(f"/api/v1/public/calls/{call_id}/events", headers=api.headers())
+        first = rows.json()["data"][0]
+        if first["attempts"] >= 2:
+            break
+        assert time.monotonic() < deadline, first
+        time.sleep(0.1)
+    assert first["status"] == "pending" and first["last_error"].startswith("ConnectError")
+    assert all(r["attempts"] == 0 for r in rows.json()["data"][1:])  # waiting their turn
+    with WebhookReceiver(port=port) as receiver:
+        got = receiver.wait_for(lambda r: len(r) >= 4)
+    assert [e["type"] for e in events_of(got)] == ["call.status"] * 3 + ["call.ended"]
+    assert len({r.event["id"] for r in receiver.requests}) == len(receiver.requests) == 4

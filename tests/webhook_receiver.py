@@ -6,6 +6,7 @@
         ...  # register receiver.url as a webhook endpoint
         received = receiver.wait_for(lambda r: len(r) >= 3)
 
+``port`` (default: a free one) lets a test bring a receiver up where one was down;
 ``fail_first`` answers the first N requests with 503; ``hold`` (a threading.Event) makes every
 request wait until it is set (a slow endpoint) — ``holding`` counts the requests waiting.
 
@@ -63,7 +64,9 @@ class Received:
 class WebhookReceiver:
     """The server (127.0.0.1, a free port) and what it received."""
 
-    def __init__(self, *, fail_first: int = 0, hold: threading.Event | None = None) -> None:
+    def __init__(
+        self, *, fail_first: int = 0, hold: threading.Event | None = None, port: int = 0
+    ) -> None:
         self.fail_first = fail_first
         self.hold = hold
         self.holding = 0
@@ -93,7 +96,7 @@ class WebhookReceiver:
             def log_message(self, format: str, *args: Any) -> None:
                 return
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self._server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}/hooks"
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
