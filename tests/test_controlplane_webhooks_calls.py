@@ -251,3 +251,26 @@ def test_failed_attempts_back_off_then_give_up_and_free_the_next(database: Datab
         assert (
             record_attempt(session, second.id, "dlv_b", Attempt(True, 200), moment, policy) is None
         )  # not its claim
+
+
+def test_a_slow_endpoint_gets_at_most_its_share_of_the_slots(database: Database) -> None:
+    _outbox(database, rows=10, calls=10)  # ten calls for whk_1
+    now = datetime.now(UTC)
+    with database.session() as session:
+        session.add(WebhookEndpoint(id="whk_2", account_id="acct_demo", url="http://y",
+                                    secret="whsec_y", created_at=now))  # fmt: skip
+        session.flush()
+        for n in range(2):
+            session.add(
+                WebhookDelivery(
+                    event_id=f"evt_b{n}", endpoint_id="whk_2", account_id="acct_demo",
+                    call_id=f"call_b{n}", type="call.status", payload="{}", status="pending",
+                    attempts=0, next_attempt_at=now, created_at=now,
+                )
+            )  # fmt: skip
+        session.commit()
+        claimed = claim_due(session, "dlv_a", 8, now, RetryPolicy(), per_endpoint=4)
+        again = claim_due(session, "dlv_b", 8, now, RetryPolicy(), per_endpoint=4)
+    by_endpoint = [c.url for c in claimed]
+    assert (by_endpoint.count("http://x"), by_endpoint.count("http://y")) == (4, 2)
+    assert again == []  # whk_1 is at its share across deliverers; whk_2 has nothing left

@@ -10,7 +10,7 @@ A 2xx answer is delivered; anything else (another status, a timeout after
 ``CONVOI_WEBHOOK_RETRY_HOURS``, then the delivery is ``failed``. Redirects are not followed.
 
 It never touches the API's request path: its own database pool (two connections), its own HTTP
-client, bounded concurrency; a slow or dead endpoint holds at most its own in-flight slots.
+client, bounded concurrency; a slow or dead endpoint holds at most half of the in-flight slots.
 Several API processes may run deliverers on one database: claims are leases (see the outbox).
 """
 
@@ -129,7 +129,14 @@ class WebhookDeliverer:
 
     def _claim(self, limit: int) -> list[Claimed]:
         with self._database.session() as session:
-            return claim_due(session, self.owner, limit, self._clock(), self._policy)
+            return claim_due(
+                session,
+                self.owner,
+                limit,
+                self._clock(),
+                self._policy,
+                per_endpoint=max(1, self._concurrency // 2),
+            )
 
     async def attempt(self, delivery: Claimed) -> Attempt:
         """POST one delivery, signed; never raises for the endpoint's failures."""

@@ -21,7 +21,9 @@ same event id (``evt_`` + 32 hex) and the exact JSON body that will be signed an
 behind an earlier pending row of the same call and endpoint (a call's events go out in order:
 the next waits for the previous to be delivered or given up). PostgreSQL selects them ``FOR
 UPDATE SKIP LOCKED``; on every backend each row is then taken with a conditional UPDATE of its
-lease column (``claimed_until``), so two API processes never send the same row at once.
+lease column (``claimed_until``), so two API processes never send the same row at once. An
+endpoint gets at most ``per_endpoint`` deliveries in flight (all deliverers together), so one
+slow endpoint cannot take every slot from the others.
 **Record** (:func:`record_attempt`): delivered, or retried after an exponential backoff, or
 ``failed`` once the next attempt would fall past the retry window.
 """
@@ -35,7 +37,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
 from convoi.controlplane.db.models import (
@@ -210,10 +212,28 @@ class Attempt:
     error: str | None = None
 
 
+def _held(session: Session, now: datetime) -> dict[str, int]:
+    """Deliveries in flight (claimed, lease not over) per endpoint, across every deliverer."""
+    row = WebhookDelivery
+    counts = session.execute(
+        select(row.endpoint_id, func.count())
+        .where(row.status == "pending", row.claimed_until >= now)
+        .group_by(row.endpoint_id)
+    ).all()
+    return {endpoint: int(count) for endpoint, count in counts}
+
+
 def claim_due(
-    session: Session, owner: str, limit: int, now: datetime, policy: RetryPolicy
+    session: Session,
+    owner: str,
+    limit: int,
+    now: datetime,
+    policy: RetryPolicy,
+    *,
+    per_endpoint: int | None = None,
 ) -> list[Claimed]:
-    """Take up to ``limit`` due deliveries for ``owner`` (see the module doc). Commits."""
+    """Take up to ``limit`` due deliveries for ``owner`` (see the module doc), at most
+    ``per_endpoint`` in flight per endpoint (a slow endpoint cannot take every slot). Commits."""
     row, earlier = WebhookDelivery, aliased(WebhookDelivery)
     blocked = (
         select(earlier.id)
@@ -227,15 +247,19 @@ def claim_due(
     )
     free = or_(row.claimed_until.is_(None), row.claimed_until < now)
     query = (
-        select(row.id)
+        select(row.id, row.endpoint_id)
         .where(row.status == "pending", row.next_attempt_at <= now, free, ~blocked)
         .order_by(row.id)
-        .limit(limit)
+        .limit(limit * 4)  # room to skip the rows of endpoints at their share
     )
     if session.get_bind().dialect.name == "postgresql":
         query = query.with_for_update(skip_locked=True, of=row)
+    cap = per_endpoint or limit
+    held = _held(session, now)
     taken: list[int] = []
-    for delivery_id in session.scalars(query).all():
+    for delivery_id, endpoint_id in session.execute(query).all():
+        if len(taken) >= limit or held.get(endpoint_id, 0) >= cap:
+            continue
         result = session.execute(
             update(row)
             .where(row.id == delivery_id, row.status == "pending", free)
@@ -243,6 +267,7 @@ def claim_due(
         )
         if result.rowcount:  # type: ignore[attr-defined]  # DML returns a CursorResult
             taken.append(delivery_id)
+            held[endpoint_id] = held.get(endpoint_id, 0) + 1
     session.commit()
     if not taken:
         return []
