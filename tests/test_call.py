@@ -671,3 +671,57 @@ async def test_a_reporting_fault_never_loses_the_final_event(
     )
     assert final.detail is not None and "could not be reported" in final.detail
     assert job.shutdowns == ["agent_hangup"]
+
+
+# -- the hang-up API (worker/remote_end.py) ---------------------------------------------------
+
+
+async def test_the_apis_end_request_ends_the_call_api_hangup(
+    defs: Definitions, tmp_path: Path
+) -> None:
+    from livekit import rtc
+
+    from convoi.room_control import TOPIC, encode_end
+
+    clock = Clock()
+    _call, job, _room = await running_web_call(defs, tmp_path, [], clock)
+    clock.now += 9
+    forged = rtc.DataPacket(encode_end("call_unit0001"), 0, FakeParticipant("browser-1"), TOPIC)
+    job.room.emit("data_received", forged)  # a participant cannot end the call this way
+    job.room.emit("data_received", rtc.DataPacket(encode_end("call_unit0001"), 0, None, TOPIC))
+    await job.finished()
+
+    final = ended(reported(tmp_path))
+    assert (final.status, final.ended_reason, final.fault) == ("completed", "api_hangup", None)
+    assert final.duration_seconds == 9.0
+    assert job.shutdowns == ["api_hangup"] and job.deleted_rooms == 1
+
+
+async def test_the_apis_end_request_while_ringing_cancels_the_call(
+    defs: Definitions, tmp_path: Path
+) -> None:
+    from livekit import rtc
+
+    from convoi.room_control import TOPIC, encode_end
+
+    job = FakeJob()
+    ringing = asyncio.Event()
+
+    async def never_answers(lk: api.LiveKitAPI, **_: Any) -> DialResult:
+        ringing.set()
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+    call = Call(
+        job, phone_spec(), resources(defs, tmp_path, never_answers), pipeline_factory=Scripted([])
+    )
+    run = asyncio.create_task(call.run())
+    await asyncio.wait_for(ringing.wait(), TIMEOUT)
+    job.room.emit("data_received", rtc.DataPacket(encode_end("call_unit0002"), 0, None, TOPIC))
+    await job.finished()
+    run.cancel()
+
+    events = reported(tmp_path)
+    assert statuses(events) == ["initiated", "ringing", "canceled"]
+    final = ended(events)
+    assert (final.status, final.ended_reason, final.fault) == ("canceled", "api_hangup", None)

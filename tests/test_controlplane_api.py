@@ -545,7 +545,11 @@ def test_event_errors(api: Api) -> None:
 
 def test_openapi_document_is_served_with_the_seed_descriptions(api: Api) -> None:
     document = api.client.get("/openapi.json").json()
-    assert set(document["paths"]) == {CALLS, f"{CALLS}/{{id}}"}
+    assert set(document["paths"]) == {
+        CALLS, f"{CALLS}/{{id}}",
+        f"{CALLS}/{{id}}/end", f"{CALLS}/{{id}}/events",  # issue 19: hang-up, deliveries
+        "/api/v1/public/webhooks", "/api/v1/public/webhooks/{id}",
+    }  # fmt: skip
     schemas = document["components"]["schemas"]
     assert schemas["CustomerCreate"]["properties"]["number"]["description"] == (
         "E.164 (e.g. +971501234567)."
@@ -595,7 +599,7 @@ def test_cli_migrate_and_create_key(
 
     monkeypatch.setenv("CONVOI_DATABASE_URL", f"sqlite:///{tmp_path}/cli.sqlite3")
     assert main(["migrate"]) == 0
-    assert "0003_call_checkpoints" in capsys.readouterr().out
+    assert "0004_webhooks" in capsys.readouterr().out
     assert main(["create-key", "--account", "acct_demo", "--kind", "pk_live"]) == 0
     key = capsys.readouterr().out.strip()
     assert re.fullmatch(r"pk_live_[0-9a-f]{48}", key)

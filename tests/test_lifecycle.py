@@ -76,6 +76,7 @@ CLASSIFICATION: dict[str, tuple[CallStatus, Fault | None]] = {
     "worker_shutdown": ("failed", "platform"),
     "worker_error": ("failed", "platform"),
     "worker_lost": ("failed", "platform"),
+    "api_hangup": ("completed", None),
 }
 
 

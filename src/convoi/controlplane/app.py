@@ -39,6 +39,7 @@ from convoi.controlplane.livekit import LiveKitApiGateway, LiveKitGateway
 from convoi.controlplane.log import logger
 from convoi.controlplane.settings import ControlPlaneSettings
 from convoi.controlplane.web import install_demo_page
+from convoi.controlplane.webhooks_delivery import WebhookDeliverer
 from convoi.definitions.loader import load_definitions
 from convoi.definitions.models import Definitions
 
@@ -70,6 +71,19 @@ still running 409 `idempotency_key_in_use`. Failed requests are not stored.
 **Extensions**: `ended_reason`, `fault` and `detail` in GET responses, and for phone calls
 `transfer` (destination, cold/warm, succeeded) and `voicemail` (answering-machine verdict,
 detection seconds, action); `cost.amount` is rounded to 6 decimals.
+
+**Listing and ending** (secret keys list; ending follows GET's visibility):
+`GET /api/v1/public/calls` pages newest first with an opaque `next_cursor`;
+`POST /api/v1/public/calls/{id}/end` ends a live call after the agent's sentence (202,
+`completed` / `api_hangup`), cancels one not yet answered (`canceled` / `api_hangup`), and answers
+409 `call_already_ended` for a call that has ended.
+
+**Webhooks** (secret keys only): `POST /api/v1/public/webhooks` registers a URL and returns its
+signing secret once. `call.status` (each transition) and `call.ended` (final status, cost with
+its breakdown, transcript, handoffs, metadata) are POSTed from a durable outbox, in order per
+call, signed like the worker's events (`Convoi-Timestamp`, `Convoi-Signature: v1=<hex
+HMAC-SHA256 of "timestamp.body">`, `Convoi-Event-Id` to de-duplicate), retried with exponential
+backoff for 24 hours. `GET /api/v1/public/calls/{id}/events` shows each delivery.
 """
 
 
@@ -134,16 +148,22 @@ def create_app(
         ),
         agent_name=settings.agent_name,
     )
+    webhooks_database = database.with_pool(PoolLimits(2, 0, settings.db_pool_timeout_seconds))
+    deliverer = WebhookDeliverer(webhooks_database, settings)  # its own pool: never the API's
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         anyio.to_thread.current_default_thread_limiter().total_tokens = settings.api_threads
         await run_in_threadpool(startup, state)
         leases.start()
+        deliverer.start()
         try:
             yield
         finally:
+            await deliverer.stop()
             await leases.stop()
+            if webhooks_database is not database:
+                webhooks_database.dispose()
             if owned_gateway:
                 await run_in_threadpool(state.gateway.close)
             if events_database is not database:
@@ -156,7 +176,10 @@ def create_app(
         version="1.0.0",
         description=DESCRIPTION,
         lifespan=lifespan,
-        openapi_tags=[{"name": "calls", "description": "Create a Call, and read it back."}],
+        openapi_tags=[
+            {"name": "calls", "description": "Create a Call, read it back, list, end."},
+            {"name": "webhooks", "description": "Call events POSTed to your server, signed."},
+        ],
     )
     app.state.convoi = state
     install_error_handlers(app)

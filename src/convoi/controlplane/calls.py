@@ -24,7 +24,7 @@ from typing import Any
 from sqlalchemy import func, select, update
 
 from convoi.callspec import CallSpec, CallSpecError, ResolvedCall, parse_callspec, resolve_call
-from convoi.controlplane import idempotency
+from convoi.controlplane import idempotency, webhooks_outbox
 from convoi.controlplane.db.engine import Database
 from convoi.controlplane.db.models import Call, utcnow
 from convoi.controlplane.errors import InvalidRequest, LiveKitFailure, NotFound, TooManyRequests
@@ -209,6 +209,9 @@ class CallService:
         }
         with self.database.session() as session:
             session.execute(update(Call).where(Call.id == call.id).values(**values))
+            if (row := session.get(Call, call.id)) is not None:  # the customer's webhooks
+                webhooks_outbox.on_status_change(session, row, "initiated")
+                webhooks_outbox.on_call_ended(session, row)
             session.commit()
         if delete_room:
             try:

@@ -8,7 +8,9 @@ store it records into. Each distinct event id is kept in ``call_events`` (a repe
 metadata, updated_at) follows the event with the highest ``sequence`` seen: an older event that
 arrives late is stored but never overwrites newer state. The first terminal event wins: after it,
 only events of the same ending (status and ended_reason) apply. A ``call.progress`` checkpoint is
-kept apart, latest only (:mod:`convoi.controlplane.checkpoints`).
+kept apart, latest only (:mod:`convoi.controlplane.checkpoints`). An applied event that changes
+the status, or ends the call, enqueues the customer's webhooks in the same transaction
+(:func:`convoi.controlplane.webhooks_outbox.notify_customer`).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from sqlalchemy.orm import Session
 from convoi.controlplane.checkpoints import store_checkpoint, stored_body
 from convoi.controlplane.db.models import Call, CallEventRecord, utcnow
 from convoi.controlplane.errors import NotFound
+from convoi.controlplane.webhooks_outbox import notify_customer
 from convoi.lifecycle import TERMINAL_STATUSES
 from convoi.receiver import IngestResult, RecordOutcome, ingest_event
 from convoi.reporting.events import CallEvent
@@ -45,7 +48,8 @@ class SqlEventStore:
         Raises :class:`NotFound` for a call this control plane never created.
         """
         session = self.session
-        if session.get(Call, event.call_id) is None:
+        call = session.get(Call, event.call_id)
+        if call is None:
             raise NotFound(
                 f"no call {event.call_id!r}: events are accepted for calls created here",
                 field="call_id",
@@ -53,6 +57,7 @@ class SqlEventStore:
             )
         if self._bump_duplicate(event.id):
             return "duplicate"
+        previous = call.status
         now = utcnow()
         session.add(
             CallEventRecord(
@@ -104,6 +109,7 @@ class SqlEventStore:
         )
         if applied.rowcount:  # type: ignore[attr-defined]  # a CursorResult (DML)
             store_checkpoint(session, event, now)
+            notify_customer(session, call, previous, event, now)
         session.commit()
         return "stored"
 

@@ -32,6 +32,7 @@ from decimal import Decimal
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
+from convoi.controlplane import webhooks_outbox
 from convoi.controlplane.checkpoints import (
     ResumableCall,
     RoomProbe,
@@ -127,12 +128,15 @@ def _end_lost(session: Session, call: Call, now: datetime, silent: float, lease:
             duplicates=0,
         )
     )
+    previous = call.status
     call.status, call.ended_reason, call.fault, call.detail = status, "worker_lost", fault, detail
     call.last_event_sequence = event.sequence
     call.updated_at = now
     checkpoint = session.get(CallCheckpoint, call.id)
     if checkpoint is not None:  # customer speech: not kept past the call
         session.delete(checkpoint)
+    webhooks_outbox.on_status_change(session, call, previous, now=now)
+    webhooks_outbox.on_call_ended(session, call, event, now=now)
     logger.warning(
         "call lost: no event from its worker within its lease",
         extra={"call_id": call.id, "silent_seconds": round(silent, 1), "lease_seconds": lease},

@@ -24,7 +24,7 @@ from livekit import api
 from convoi.controlplane.errors import LiveKitRejected, LiveKitUnavailable
 from convoi.tokens import join_token
 
-__all__ = ["LiveKitApiGateway", "LiveKitGateway", "http_url"]
+__all__ = ["LiveKitApiGateway", "LiveKitGateway", "RoomMessenger", "http_url"]
 
 T = TypeVar("T")
 
@@ -53,6 +53,15 @@ class LiveKitGateway(Protocol):
 
     def close(self) -> None:
         """Release connections."""
+        ...
+
+
+@runtime_checkable
+class RoomMessenger(Protocol):
+    """A gateway that can also publish data to a room (the hang-up API needs it)."""
+
+    def send_data(self, room: str, topic: str, payload: bytes) -> None:
+        """Publish ``payload`` on ``topic`` to every participant of ``room``."""
         ...
 
 
@@ -161,3 +170,10 @@ class LiveKitApiGateway:
         callee = any(p.kind in kinds for p in live)
         agent = any(p.kind == api.ParticipantInfo.Kind.AGENT for p in live)
         return callee, agent
+
+    def send_data(self, room: str, topic: str, payload: bytes) -> None:
+        """Publish a reliable data packet on ``topic`` to everyone in ``room`` (SendData)."""
+        request = api.SendDataRequest(
+            room=room, data=payload, kind=api.DataPacket.Kind.RELIABLE, topic=topic
+        )
+        self._run("send data to the room", lambda lk: lk.room.send_data(request))

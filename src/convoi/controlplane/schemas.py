@@ -215,7 +215,7 @@ _ENDED_REASON_TEXT = (
     "customer_hangup, agent_hangup, silence_timeout, max_duration, voicemail, dial_busy, "
     "dial_no_answer, dial_failed, participant_never_joined, invalid_request, provider_error, "
     "worker_error, worker_lost (the control plane heard nothing from the worker for the "
-    "call's lease)."
+    "call's lease), api_hangup (ended with POST /api/v1/public/calls/{id}/end)."
 )
 
 

@@ -96,6 +96,24 @@ class ControlPlaneSettings(BaseSettings):
     """Calls an account may have initiated, ringing or active at once (429 beyond); 0: no limit."""
     dev_api_keys: str = Field("", alias="CONVOI_DEV_API_KEYS")
     """Local use only: ``acct_demo=sk_live_…,acct_demo=pk_live_…`` stored (hashed) at start-up."""
+    webhook_timeout_seconds: float = Field(
+        10.0, alias="CONVOI_WEBHOOK_TIMEOUT_SECONDS", gt=0, le=120
+    )
+    """A customer webhook endpoint must answer within this (else the attempt failed)."""
+    webhook_concurrency: int = Field(8, alias="CONVOI_WEBHOOK_CONCURRENCY", ge=1, le=256)
+    """Webhook deliveries in flight at once per API process."""
+    webhook_retry_hours: float = Field(24.0, alias="CONVOI_WEBHOOK_RETRY_HOURS", gt=0, le=168)
+    """A delivery is retried (exponential backoff) for this long after its event, then failed."""
+    webhook_backoff_base_seconds: float = Field(
+        5.0, alias="CONVOI_WEBHOOK_BACKOFF_BASE_SECONDS", gt=0, le=3600
+    )
+    """Wait after the first failed attempt; doubled after each further one."""
+    webhook_backoff_max_seconds: float = Field(
+        3600.0, alias="CONVOI_WEBHOOK_BACKOFF_MAX_SECONDS", gt=0, le=86_400
+    )
+    """Longest wait between two attempts."""
+    webhook_poll_seconds: float = Field(1.0, alias="CONVOI_WEBHOOK_POLL_SECONDS", gt=0, le=60)
+    """How often the deliverer looks for due deliveries in the outbox."""
 
     @property
     def public_livekit_url(self) -> str:

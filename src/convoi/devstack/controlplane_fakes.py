@@ -67,6 +67,8 @@ class FakeLiveKitGateway:
     deleted_rooms: list[str] = field(default_factory=list)
     tokens: list[FakeToken] = field(default_factory=list)
     dispatches: list[FakeDispatch] = field(default_factory=list)
+    sent_data: list[tuple[str, str, bytes]] = field(default_factory=list)
+    """Every data packet sent to a room: ``(room, topic, payload)``."""
     closed: bool = False
     latency_s: float = 0.0
     """Each call takes this long (outside the lock), like a LiveKit server over a network."""
@@ -131,6 +133,11 @@ class FakeLiveKitGateway:
     def close(self) -> None:
         """Mark closed."""
         self.closed = True
+
+    def send_data(self, room: str, topic: str, payload: bytes) -> None:
+        """Record the data packet in :attr:`sent_data` (``(room, topic, payload)``)."""
+        with self._lock:
+            self.sent_data.append((room, topic, payload))
 
 
 def signed_event(

@@ -51,6 +51,9 @@ Fault mapping (:func:`classify`). ``fault`` answers *whose side made the call no
   ``worker_shutdown``, ``worker_error`` and ``worker_lost`` → (``failed``, ``platform``).
   ``worker_lost`` is the control plane's verdict (no event from the worker within the call's
   lease, :mod:`convoi.controlplane.leases`); a worker never reports it.
+- ``api_hangup`` → (``completed``, ``None``): the customer's server ended the call through
+  ``POST /api/v1/public/calls/{id}/end`` (the agent finishes its sentence first). A call ended
+  that way before it was active is ``canceled`` instead (chosen explicitly).
 
 ``end(reason, at, status=..., fault=...)`` may override either half of the classification (e.g.
 ``worker_shutdown`` while still ringing → :meth:`~CallLifecycle.cancel`); the transition table
@@ -107,6 +110,7 @@ _CLASSIFICATION: Final[dict[EndedReason, tuple[TerminalStatus, Fault | None]]] =
     "worker_shutdown": ("failed", "platform"),
     "worker_error": ("failed", "platform"),
     "worker_lost": ("failed", "platform"),
+    "api_hangup": ("completed", None),
 }
 
 

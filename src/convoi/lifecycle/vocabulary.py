@@ -37,6 +37,7 @@ EndedReason = Literal[
     "worker_shutdown",
     "worker_error",
     "worker_lost",
+    "api_hangup",
 ]
 """Why a call ended; :func:`convoi.lifecycle.classify` maps each to a terminal status and fault."""
 

@@ -69,6 +69,7 @@ from convoi.worker.presence import (
     phone_disconnect_reason,
 )
 from convoi.worker.recording import TranscriptRecorder
+from convoi.worker.remote_end import RemoteEnd
 from convoi.worker.resume import (
     CALLER_PRESENT_TIMEOUT,
     CheckpointTrigger,
@@ -201,6 +202,7 @@ class Call(CallControls):
         self._detection: VoicemailDetection | None = None
         self._keypad: KeypadInput | None = None
         self._presence: CallerPresence | None = None
+        self._remote_end: RemoteEnd | None = None
         self._greeting_audio: list[rtc.AudioFrame] | None = None
         self._caller: str | None = None
         self._caller_left_at: float | None = None
@@ -262,6 +264,11 @@ class Call(CallControls):
             await self._start_session(built, None)
             return
         await self._job.connect()
+        if self.call_id is not None:  # the hang-up API (worker/remote_end.py)
+            self._remote_end = RemoteEnd(
+                self._job.room, self.call_id, self._on_api_hangup, log_fields=self.log_fields
+            )
+            self._remote_end.start()
         logger.info(
             "call accepted",
             extra={
@@ -449,6 +456,8 @@ class Call(CallControls):
             self._keypad.stop()
         if self._presence is not None:
             self._presence.stop()
+        if self._remote_end is not None:
+            self._remote_end.stop()
         await self._close_session(drain=request.drain)
         event = await self._report_end(request)
         with contextlib.suppress(Exception):  # best effort: the outbox keeps what is not sent
@@ -572,6 +581,15 @@ class Call(CallControls):
         if event.new_state == "speaking" and started is not None and not self._greeted:
             self._greeted = True
             metrics.observe_greeting_latency(self._clock() - started)
+
+    def _on_api_hangup(self) -> None:
+        """The customer's server ended the call: after the agent's sentence once active;
+        canceled before (nobody is talking yet)."""
+        life = self.reporter.lifecycle if self.reporter is not None else None
+        if life is not None and life.status in ("initiated", "ringing"):
+            self.end_soon("api_hangup", status="canceled")
+        else:
+            self.end_soon("api_hangup", drain=True)
 
     def _on_voicemail_report(self, report: VoicemailReport) -> None:
         self.voicemail = report

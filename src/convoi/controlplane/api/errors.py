@@ -41,6 +41,7 @@ STATUS_BY_ERROR: dict[type[e.ControlPlaneError], int] = {
     e.IdempotencyKeyReused: 422,
     e.LiveKitRejected: 502,
     e.LiveKitUnavailable: 503,
+    e.Conflict: 409,
 }
 _HTTP_CODES = {
     400: "invalid_body",

@@ -1,10 +1,11 @@
-"""The API's routers, gathered: public Calls API, internal worker events, health."""
+"""The API's routers, gathered: public Calls API (and its list, end and webhooks), internal
+worker events, health."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter
 
-from convoi.controlplane.api.routes import calls, events, health
+from convoi.controlplane.api.routes import calls, calls_manage, events, health, webhooks
 
 __all__ = ["INTERNAL_PREFIX", "PUBLIC_PREFIX", "api_router"]
 
@@ -15,3 +16,5 @@ api_router = APIRouter()
 api_router.include_router(calls.router, prefix=PUBLIC_PREFIX)
 api_router.include_router(events.router, prefix=INTERNAL_PREFIX)
 api_router.include_router(health.router)
+api_router.include_router(calls_manage.router, prefix=PUBLIC_PREFIX)
+api_router.include_router(webhooks.router, prefix=PUBLIC_PREFIX)

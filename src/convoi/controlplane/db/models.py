@@ -6,7 +6,9 @@
   by the worker (``last_event_sequence`` guards against late, older events); ``cost_amount`` is the
   exact decimal string;
 - ``idempotency_keys``: per account, the request hash and the response to replay for 24 h;
-- ``call_events``: every distinct signed event received (primary key: the event id).
+- ``call_events``: every distinct signed event received (primary key: the event id);
+- ``webhook_endpoints`` / ``webhook_deliveries``: customer webhooks and their durable outbox
+  (:mod:`convoi.controlplane.webhooks`).
 """
 
 from __future__ import annotations
@@ -38,6 +40,8 @@ __all__ = [
     "CallCheckpoint",
     "CallEventRecord",
     "IdempotencyRecord",
+    "WebhookDelivery",
+    "WebhookEndpoint",
     "utcnow",
 ]
 
@@ -82,6 +86,7 @@ class Base(DeclarativeBase):
     type_annotation_map: ClassVar[dict[Any, Any]] = {
         datetime: UTCDateTime(),
         dict[str, Any]: JSON(),
+        list[str]: JSON(),
     }
 
 
@@ -198,3 +203,54 @@ class CallCheckpoint(Base):
     resumes: Mapped[int] = mapped_column(Integer, default=0)
     """Times the control plane has dispatched the call again (its lease's resumes)."""
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class WebhookEndpoint(Base):
+    """A customer's webhook endpoint: where call events are POSTed, signed with ``secret``."""
+
+    __tablename__ = "webhook_endpoints"
+    __table_args__ = (Index("ix_webhook_endpoints_account_id", "account_id"),)
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"))
+    url: Mapped[str] = mapped_column(String(2048))
+    secret: Mapped[str] = mapped_column(String(80))
+    """The signing secret (``whsec_…``); kept to sign, shown to the customer once."""
+    events: Mapped[list[str] | None] = mapped_column(JSON)
+    """Event types delivered (None: all)."""
+    description: Mapped[str | None] = mapped_column(String(500))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    deleted_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class WebhookDelivery(Base):
+    """One event for one endpoint, in the outbox until delivered (or given up on)."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        Index("ix_webhook_deliveries_status_next_attempt_at", "status", "next_attempt_at"),
+        Index("ix_webhook_deliveries_endpoint_id_call_id", "endpoint_id", "call_id", "id"),
+        Index("ix_webhook_deliveries_call_id", "call_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    """Enqueue order: a call's deliveries to an endpoint go out in this order."""
+    event_id: Mapped[str] = mapped_column(String(80))
+    """The event's id (``evt_…``), the same for every endpoint: receivers de-duplicate by it."""
+    endpoint_id: Mapped[str] = mapped_column(ForeignKey("webhook_endpoints.id"))
+    account_id: Mapped[str] = mapped_column(String(64))
+    call_id: Mapped[str] = mapped_column(String(80))
+    type: Mapped[str] = mapped_column(String(20))
+    payload: Mapped[str] = mapped_column(Text)
+    """The exact JSON body POSTed (and signed)."""
+    status: Mapped[str] = mapped_column(String(12), default="pending")
+    """``pending``, ``delivered``, ``failed`` (gave up) or ``canceled`` (endpoint deleted)."""
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
+    claimed_until: Mapped[datetime | None] = mapped_column(default=None)
+    """A deliverer holds the row until then (its lease); None when nobody does."""
+    claimed_by: Mapped[str | None] = mapped_column(String(40), default=None)
+    last_error: Mapped[str | None] = mapped_column(String(500), default=None)
+    last_status_code: Mapped[int | None] = mapped_column(Integer, default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    delivered_at: Mapped[datetime | None] = mapped_column(default=None)
