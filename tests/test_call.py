@@ -70,9 +70,15 @@ class FakeRoom:
 
 
 class FakeParticipant:
-    def __init__(self, identity: str, disconnect_reason: int | None = None) -> None:
+    def __init__(
+        self,
+        identity: str,
+        disconnect_reason: int | None = None,
+        attributes: dict[str, str] | None = None,
+    ) -> None:
         self.identity = identity
         self.disconnect_reason = disconnect_reason
+        self.attributes = attributes or {}
 
 
 class FakeJob:
@@ -141,7 +147,8 @@ class TextRoom:
         self.started.set()
 
     def caller_leaves(self, identity: str = "browser-1") -> None:
-        self.job.room.emit("participant_disconnected", FakeParticipant(identity))
+        hung_up = {"sip.callStatus": "hangup"}  # what livekit-sip sets before it leaves (BYE)
+        self.job.room.emit("participant_disconnected", FakeParticipant(identity, None, hung_up))
         assert self.session is not None
         # what RoomIO does with close_on_disconnect=True
         self.session._close_soon(reason=CloseReason.PARTICIPANT_DISCONNECTED)
