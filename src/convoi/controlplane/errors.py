@@ -10,6 +10,7 @@
     ├── InvalidRequest           422  the body breaks a rule (names the field)
     ├── IdempotencyKeyReused     422  same Idempotency-Key, different body
     ├── IdempotencyKeyInUse      409  same Idempotency-Key, first request still running
+    ├── Conflict                 409  the object is in use (an agent a squad uses…)
     ├── PayloadTooLarge          413  request body over the limit
     ├── UnsupportedMediaType     415  the body is not declared as application/json
     ├── TooManyRequests          429  ``rate_limited`` / ``concurrency_limit`` (Retry-After)
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 __all__ = [
     "AuthenticationFailed",
+    "Conflict",
     "ControlPlaneError",
     "IdempotencyKeyInUse",
     "IdempotencyKeyReused",
@@ -136,3 +138,9 @@ class LiveKitUnavailable(LiveKitFailure):
     """LiveKit could not be reached, timed out or answered with a server error."""
 
     default_code = "livekit_unavailable"
+
+
+class Conflict(ControlPlaneError):
+    """The request conflicts with the state of another object (deleting one still in use)."""
+
+    default_code = "conflict"

@@ -88,6 +88,17 @@ class ControlPlaneSettings(BaseSettings):
     """Calls an account may have initiated, ringing or active at once (429 beyond); 0: no limit."""
     dev_api_keys: str = Field("", alias="CONVOI_DEV_API_KEYS")
     """Local use only: ``acct_demo=sk_live_…,acct_demo=pk_live_…`` stored (hashed) at start-up."""
+    seed_definitions_override: bool | None = Field(None, alias="CONVOI_SEED_DEFINITIONS")
+    """Import the shipped definitions (``CONVOI_CONFIG_DIR``) into an account that has none, on its
+    first request and at start-up for ``CONVOI_DEV_API_KEYS`` accounts (default: on when
+    ``CONVOI_ENVIRONMENT=local``, off otherwise)."""
+
+    @property
+    def seed_definitions(self) -> bool:
+        """Whether accounts without definitions get the shipped ones (see the field above)."""
+        if self.seed_definitions_override is not None:
+            return self.seed_definitions_override
+        return self.environment == "local"
 
     @property
     def public_livekit_url(self) -> str:
