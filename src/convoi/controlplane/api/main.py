@@ -1,10 +1,10 @@
-"""The API's routers, gathered: public Calls API, internal worker events, health."""
+"""The API's routers, gathered: public Calls API, definitions API, internal worker events, health."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter
 
-from convoi.controlplane.api.routes import calls, events, health
+from convoi.controlplane.api.routes import calls, definitions, events, health
 
 __all__ = ["INTERNAL_PREFIX", "PUBLIC_PREFIX", "api_router"]
 
@@ -15,3 +15,5 @@ api_router = APIRouter()
 api_router.include_router(calls.router, prefix=PUBLIC_PREFIX)
 api_router.include_router(events.router, prefix=INTERNAL_PREFIX)
 api_router.include_router(health.router)
+for _definitions_router in definitions.routers:  # agents, squads, phone numbers, knowledge bases
+    api_router.include_router(_definitions_router, prefix=PUBLIC_PREFIX)
