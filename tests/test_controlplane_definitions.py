@@ -256,9 +256,7 @@ def test_deleting_an_agent_a_squad_uses_is_a_409(tmp_path: Path) -> None:
     with client:
         with client.app.state.convoi.database.session() as session:  # type: ignore[attr-defined]
             owner = Client(client, create_key(session, "acct_owner", "sk_live"))
-        error = assert_error(
-            owner.call("DELETE", f"{AGENTS}/{TRIAGE}"), 409, "agent_in_use", "id"
-        )
+        error = assert_error(owner.call("DELETE", f"{AGENTS}/{TRIAGE}"), 409, "agent_in_use", "id")
         assert SQUAD in error["message"]
         assert owner.call("DELETE", f"{PUBLIC}/squads/{SQUAD}").json() == {
             "id": SQUAD,
@@ -268,7 +266,10 @@ def test_deleting_an_agent_a_squad_uses_is_a_409(tmp_path: Path) -> None:
         assert owner.call("DELETE", f"{AGENTS}/{TRIAGE}").status_code == 200
         assert_error(owner.call("GET", f"{AGENTS}/{TRIAGE}"), 404, "agent_not_found")
         assert_error(
-            owner.call("POST", CALLS, phone_call(SQUAD, US_LINE)), 422, "invalid_request", "squad_id"
+            owner.call("POST", CALLS, phone_call(SQUAD, US_LINE)),
+            422,
+            "invalid_request",
+            "squad_id",
         )
 
 
@@ -351,7 +352,9 @@ def _copy_config(target: Path) -> None:
 
 def _embedded_spec(**changes: Any) -> dict[str, Any]:
     support = SHIPPED.agents[SUPPORT].model_dump(mode="json")
-    kbs = [SHIPPED.knowledge_bases[k].model_dump(mode="json") for k in support["knowledge_base_ids"]]
+    kbs = [
+        SHIPPED.knowledge_bases[k].model_dump(mode="json") for k in support["knowledge_base_ids"]
+    ]
     definition = {"versions": {SUPPORT: 7}, "agents": [support], "knowledge_bases": kbs}
     definition.update(changes)
     return {"call_id": "call_embedded0001", "type": "web", "agent_id": SUPPORT,
@@ -363,7 +366,9 @@ def test_the_worker_prefers_the_embedded_definition_over_its_files() -> None:
     spec["definition"]["agents"][0]["first_message"] = "Embedded hello, {name}."
     resolved = resolve_call(json.dumps(spec), SHIPPED)
     assert resolved.start_agent.greeting == "Embedded hello, Ada."
-    assert resolved.spec.definition is not None and resolved.spec.definition.versions == {SUPPORT: 7}
+    assert resolved.spec.definition is not None and resolved.spec.definition.versions == {
+        SUPPORT: 7
+    }
 
 
 @pytest.mark.parametrize(

@@ -70,7 +70,9 @@ class EmbeddedDefinition(BaseModel):
         }
         squads = {self.squad.id: (self.squad, f"{DEFINITION_FIELD}.squad")} if self.squad else {}
         errors, _warnings = check_references(agents, squads, kbs, prices)
-        issues.extend(Issue(f"{e.file}.{e.field}" if e.field else e.file, e.problem) for e in errors)
+        issues.extend(
+            Issue(f"{e.file}.{e.field}" if e.field else e.file, e.problem) for e in errors
+        )
         return issues
 
     def definitions(self, prices: PriceList) -> Definitions:

@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from convoi.callspec.embedded import EmbeddedDefinition
 from convoi.definitions.ids import (
     E164,
     SQUAD_PREFIX,
@@ -25,7 +26,6 @@ from convoi.definitions.ids import (
     PhoneNumberId,
     SquadId,
 )
-from convoi.callspec.embedded import EmbeddedDefinition
 from convoi.definitions.overrides import AgentOverrides
 
 __all__ = ["MAX_METADATA_BYTES", "CallSpec", "Customer"]

@@ -31,8 +31,8 @@ from convoi.definitions.models import Agent, Definitions, KnowledgeBase, PhoneNu
 __all__ = [
     "KINDS",
     "MODELS",
-    "ImportReport",
     "PREFIXES",
+    "ImportReport",
     "Kind",
     "Stored",
     "content_hash",

@@ -48,7 +48,8 @@ def seed_if_new(database: Database, account_id: str, shipped: Definitions) -> bo
             session.rollback()
             return False
     logger.info(
-        "shipped definitions imported", extra={"account_id": account_id, "objects": len(report.stored)}
+        "shipped definitions imported",
+        extra={"account_id": account_id, "objects": len(report.stored)},
     )
     return True
 

@@ -99,9 +99,12 @@ def ensure_unused(session: Session, account_id: str, kind: store.Kind, object_id
             members = doc.get("members", {})
             if any(m.get("agent_id") == object_id for m in members.values()):
                 users.append(stored.object_id)
-        elif kind == "knowledge_base" and stored.kind == "agent":
-            if object_id in doc.get("knowledge_base_ids", ()):
-                users.append(stored.object_id)
+        elif (
+            kind == "knowledge_base"
+            and stored.kind == "agent"
+            and object_id in doc.get("knowledge_base_ids", ())
+        ):
+            users.append(stored.object_id)
     if users:
         what = KIND_NAMES[kind]
         user_kind = "workforce" if kind == "agent" else "agent"

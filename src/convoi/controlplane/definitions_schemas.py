@@ -33,7 +33,7 @@ def _object_model(kind: store.Kind) -> type[BaseModel]:
     model: type[BaseModel] = create_model(
         f"{base.__name__}Object",
         __base__=base,
-        object=(Literal[kind], Field(..., description="The kind of object.")),  # type: ignore[valid-type]
+        object=(str, Field(..., description="The kind of object.", examples=[kind])),
         version=(int, Field(..., ge=1, description="Increases with every update.")),
         created_at=(Timestamp, ...),
         updated_at=(Timestamp, Field(..., description="When this version was stored.")),
@@ -46,7 +46,7 @@ OBJECT_MODELS: dict[store.Kind, type[BaseModel]] = {k: _object_model(k) for k in
 LIST_MODELS: dict[store.Kind, type[BaseModel]] = {
     kind: create_model(
         f"{store.MODELS[kind].__name__}List",
-        object=(Literal["list"], "list"),
+        object=(str, Field("list", examples=["list"])),
         data=(list[OBJECT_MODELS[kind]], ...),  # type: ignore[valid-type]
     )
     for kind in store.KINDS

@@ -10,7 +10,7 @@ applies to files (:mod:`convoi.controlplane.definitions_rules`).
 # no ``from __future__ import annotations``: FastAPI reads the routes' (per-kind) body types
 
 import uuid
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 from fastapi import APIRouter, Body
 from fastapi.responses import JSONResponse
@@ -106,7 +106,8 @@ def _create(router: APIRouter, kind: store.Kind, name: str, model: type[BaseMode
     )
     def create(body: Annotated[model, Body()], principal: PrincipalDep, state: StateDep) -> Any:  # type: ignore[valid-type]
         account = _account(state, principal)
-        data = {**body.model_dump(mode="json", exclude={"id"}, exclude_unset=True)}
+        given = cast(BaseModel, body)
+        data = given.model_dump(mode="json", exclude={"id"}, exclude_unset=True)
         data["id"] = f"{store.PREFIXES[kind]}{uuid.uuid4().hex}"
         return JSONResponse(_save(state, account, kind, data), status_code=201)
 
