@@ -125,6 +125,6 @@ def resolve_for_account(
         raise InvalidRequest(
             f"the call and its definition take {size} bytes as JSON, over the "
             f"{MAX_RAW_METADATA_BYTES} a dispatch may carry",
-            field="agent_id",
+            field="squad_id" if resolved.squad is not None else "agent_id",
         )
     return resolved
