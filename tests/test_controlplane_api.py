@@ -546,7 +546,7 @@ def test_event_errors(api: Api) -> None:
 
 def test_openapi_document_is_served_with_the_seed_descriptions(api: Api) -> None:
     document = api.client.get("/openapi.json").json()
-    assert set(document["paths"]) == {CALLS, f"{CALLS}/{{id}}"}
+    assert {CALLS, f"{CALLS}/{{id}}"} <= set(document["paths"])  # + the definitions API
     schemas = document["components"]["schemas"]
     assert schemas["CustomerCreate"]["properties"]["number"]["description"] == (
         "E.164 (e.g. +971501234567)."

@@ -396,3 +396,19 @@ def test_store_current_ignores_other_accounts(accounts: Accounts) -> None:
         assert store.current(session, "acct_alpha", "agent", agent["id"]) is None
         found = store.current(session, "acct_bravo", "agent", agent["id"])
     assert found is not None and found.version == 1
+
+
+def test_openapi_documents_the_definitions_api(accounts: Accounts) -> None:
+    document = accounts.client.get("/openapi.json").json()
+    for path in ("agents", "squads", "phone-numbers", "knowledge-bases"):
+        assert {"get", "post"} <= set(document["paths"][f"{PUBLIC}/{path}"])
+        assert {"get", "patch", "delete"} <= set(document["paths"][f"{PUBLIC}/{path}/{{id}}"])
+    schemas = document["components"]["schemas"]
+    assert "tts" in schemas["AgentCreate"]["required"] and "id" not in schemas["AgentCreate"].get(
+        "required", []
+    )
+    assert {"object", "version", "created_at", "updated_at"} <= set(
+        schemas["AgentObject"]["properties"]
+    )
+    delete = document["paths"][f"{AGENTS}/{{id}}"]["delete"]
+    assert {"200", "404", "409"} <= set(delete["responses"])
