@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from convoi.controlplane import create_app
 from convoi.controlplane import definitions as store
 from convoi.controlplane.cli import main as api_main
 from convoi.controlplane.db.models import Call, DefinitionVersion
+from convoi.controlplane.definitions_dispatch import seed_if_new
 from convoi.controlplane.definitions_import import run_import
 from convoi.controlplane.keys import create_key
 from convoi.definitions.loader import load_definitions
@@ -412,3 +414,12 @@ def test_openapi_documents_the_definitions_api(accounts: Accounts) -> None:
     )
     delete = document["paths"][f"{AGENTS}/{{id}}"]["delete"]
     assert {"200", "404", "409"} <= set(delete["responses"])
+
+
+def test_concurrent_first_requests_seed_an_account_once(accounts: Accounts) -> None:
+    with ThreadPoolExecutor(4) as pool:
+        seeded = list(
+            pool.map(lambda _: seed_if_new(accounts.database, "acct_race", SHIPPED), range(4))
+        )
+    assert seeded.count(True) == 1
+    assert _versions(accounts.database) == sum(SHIPPED.summary().values())
