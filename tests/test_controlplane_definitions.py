@@ -423,3 +423,24 @@ def test_concurrent_first_requests_seed_an_account_once(accounts: Accounts) -> N
         )
     assert seeded.count(True) == 1
     assert _versions(accounts.database) == sum(SHIPPED.summary().values())
+
+
+def test_a_call_too_large_to_dispatch_is_refused_naming_the_workforce(accounts: Accounts) -> None:
+    big = {**AGENT_BODY, "system_prompt": "\N{SLIGHTLY SMILING FACE}" * 32_000}  # 128 KB as UTF-8
+    members = {f"m{i}": {"agent_id": accounts.a.create(AGENTS, big)["id"]} for i in range(3)}
+    phone = accounts.a.create(f"{PUBLIC}/phone-numbers", PHONE_BODY)
+    squad = accounts.a.create(
+        f"{PUBLIC}/squads", {"name": "Big", "start_member": "m0", "members": members}
+    )
+    error = assert_error(
+        accounts.a.call("POST", CALLS, phone_call(squad["id"], phone["id"])),
+        422,
+        "invalid_request",
+        "squad_id",
+    )
+    assert f"over the {MAX_RAW_METADATA_BYTES}" in error["message"]
+    assert accounts.gateway.dispatches == []
+    del members["m2"]  # two of them fit (256 KiB)
+    accounts.a.call("PATCH", f"{PUBLIC}/squads/{squad['id']}", {"members": members})
+    ok = accounts.a.call("POST", CALLS, phone_call(squad["id"], phone["id"]))
+    assert ok.status_code == 201, ok.text

@@ -15,7 +15,6 @@ request, so the demo, the devstack and the tests keep calling the shipped agents
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -120,7 +119,7 @@ def resolve_for_account(
         resolved = resolve_call(parse_callspec(full), prices_only)
     except CallSpecError as exc:
         raise InvalidRequest(f"{exc.field}: {exc.problem}", field=exc.field) from None
-    size = len(json.dumps(full, ensure_ascii=False).encode())
+    size = len(resolved.spec.model_dump_json().encode())  # what CreateAgentDispatch carries
     if size > MAX_RAW_METADATA_BYTES:
         raise InvalidRequest(
             f"the call and its definition take {size} bytes as JSON, over the "
