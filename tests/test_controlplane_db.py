@@ -119,15 +119,15 @@ def test_alembic_upgrade_from_empty_matches_the_models(database_url: str) -> Non
     db = Database(database_url)
     try:
         assert current_revision(db) is None
-        assert upgrade_to_head(db) == head_revision() == "0004_webhooks"
+        assert upgrade_to_head(db) == head_revision() == "0005_definitions"
         assert set(inspect(db.engine).get_table_names()) >= TABLES
         with db.engine.connect() as connection:
             context = MigrationContext.configure(connection, opts={"compare_type": True})
             assert compare_metadata(context, Base.metadata) == []
-        assert upgrade_to_head(db) == "0004_webhooks"  # idempotent
+        assert upgrade_to_head(db) == "0005_definitions"  # idempotent
         command.downgrade(alembic_config(db), "base")
         assert not TABLES & set(inspect(db.engine).get_table_names())
-        assert upgrade_to_head(db) == "0004_webhooks"
+        assert upgrade_to_head(db) == "0005_definitions"
     finally:
         db.dispose()
 

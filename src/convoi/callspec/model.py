@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from convoi.callspec.embedded import EmbeddedDefinition
 from convoi.definitions.ids import (
     E164,
     SQUAD_PREFIX,
@@ -68,6 +69,9 @@ class CallSpec(_Strict):
     phone_number_id: PhoneNumberId | None = None
     agent_overrides: AgentOverrides | None = None
     metadata: dict[str, Any] | None = None
+    definition: EmbeddedDefinition | None = None
+    """The definitions the control plane resolved for this call (:mod:`convoi.callspec.embedded`);
+    when present the worker runs the call with them instead of its own files."""
 
     _metadata_size = field_validator("metadata")(_json_object_bounded)
 

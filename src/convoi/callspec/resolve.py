@@ -186,8 +186,13 @@ def _effective(
 def resolve_call(
     metadata: str | bytes | Mapping[str, Any] | CallSpec, defs: Definitions
 ) -> ResolvedCall:
-    """Parse (unless given a CallSpec) and resolve a call against ``defs``."""
+    """Parse (unless given a CallSpec) and resolve a call against ``defs``, or against the
+    definition embedded in it (``definition``: then only ``defs.prices`` is used)."""
     spec = metadata if isinstance(metadata, CallSpec) else parse_callspec(metadata)
+    if spec.definition is not None:  # the definition travels with the call: it wins
+        if issues := spec.definition.problems(defs.prices):
+            raise CallSpecError(issues)
+        defs = spec.definition.definitions(defs.prices)
     overrides = spec.agent_overrides
     if overrides and overrides.knowledge_base_ids:
         for i, kb in enumerate(overrides.knowledge_base_ids):

@@ -34,6 +34,7 @@ from convoi.controlplane.api.main import api_router
 from convoi.controlplane.api.state import ControlPlaneState
 from convoi.controlplane.db.engine import Database, PoolLimits
 from convoi.controlplane.db.migrate import upgrade_to_head
+from convoi.controlplane.definitions_dispatch import seed_if_new
 from convoi.controlplane.leases import LeaseKeeper, Leases
 from convoi.controlplane.livekit import LiveKitApiGateway, LiveKitGateway
 from convoi.controlplane.log import logger
@@ -99,6 +100,9 @@ def startup(state: ControlPlaneState) -> None:
         for account_id, key in settings.dev_keys():
             keys.store_key(session, account_id, key)
         idempotency.purge_expired(session)
+    if settings.seed_definitions:  # the dev accounts call the shipped agents
+        for account_id in dict.fromkeys(account for account, _key in settings.dev_keys()):
+            seed_if_new(state.database, account_id, state.definitions)
 
 
 def database_for(settings: ControlPlaneSettings) -> Database:

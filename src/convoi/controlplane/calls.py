@@ -27,6 +27,7 @@ from convoi.callspec import CallSpec, CallSpecError, ResolvedCall, parse_callspe
 from convoi.controlplane import idempotency, webhooks_outbox
 from convoi.controlplane.db.engine import Database
 from convoi.controlplane.db.models import Call, utcnow
+from convoi.controlplane.definitions_dispatch import resolve_for_account
 from convoi.controlplane.errors import InvalidRequest, LiveKitFailure, NotFound, TooManyRequests
 from convoi.controlplane.ids import new_call_id, new_participant_identity
 from convoi.controlplane.keys import Principal
@@ -110,7 +111,13 @@ class CallService:
 
     def _create(self, principal: Principal, request: CallCreate) -> tuple[str, str]:
         call_id = new_call_id()
-        resolved = build_callspec(call_id, request, self.definitions)
+        resolved = resolve_for_account(
+            self.database,
+            principal.account_id,
+            {"call_id": call_id, **request.model_dump(exclude_unset=True)},
+            self.definitions,
+            seed=self.settings.seed_definitions,
+        )  # the account's definitions, embedded in the CallSpec (definitions_dispatch)
         spec = resolved.spec
         callspec_json = spec.model_dump_json()
         call = self._insert(principal.account_id, spec, callspec_json)
@@ -162,6 +169,7 @@ class CallService:
             room_id=spec.call_id,
             call_metadata=spec.metadata,
             callspec=callspec_json,
+            definition_versions=dict(spec.definition.versions) if spec.definition else None,
             duration_seconds=0.0,
             cost_amount="0",
             cost_currency="USD",

@@ -6,9 +6,10 @@
                                                         # CONVOI_AUTO_MIGRATE (default true)
     convoi-api migrate                                  # upgrade CONVOI_DATABASE_URL to head
     convoi-api create-key --account acct_demo --kind sk_live   # prints a new key, once
+    convoi-api import agents_config/ --account acct_demo       # definitions into an account
 
 Settings come from the environment (see :class:`~convoi.controlplane.settings.ControlPlaneSettings`).
-Exit codes: 0 ok, 2 bad settings or arguments.
+Exit codes: 0 ok, 1 invalid definition files (import), 2 bad settings or arguments.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from pydantic import ValidationError
 
@@ -61,6 +63,16 @@ def _create_key(settings: ControlPlaneSettings, args: argparse.Namespace) -> int
     return 0
 
 
+def _import(settings: ControlPlaneSettings, args: argparse.Namespace) -> int:
+    from convoi.controlplane.definitions_import import run_import
+
+    database = Database(settings.database_url)
+    try:
+        return run_import(database, Path(args.config_dir), args.account)
+    finally:
+        database.dispose()
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="convoi-api", description="Convoi control plane")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -75,6 +87,12 @@ def _parser() -> argparse.ArgumentParser:
     key.add_argument("--account", required=True, help="account id, e.g. acct_demo")
     key.add_argument("--kind", choices=KEY_KINDS, default="sk_live")
     key.set_defaults(run=_create_key)
+    imp = commands.add_parser(
+        "import", help="import definition files (agents_config/) into an account, idempotently"
+    )
+    imp.add_argument("config_dir", help="the definitions folder, e.g. agents_config/")
+    imp.add_argument("--account", required=True, help="account id, e.g. acct_demo")
+    imp.set_defaults(run=_import)
     return parser
 
 

@@ -10,7 +10,8 @@
     ├── InvalidRequest           422  the body breaks a rule (names the field)
     ├── IdempotencyKeyReused     422  same Idempotency-Key, different body
     ├── IdempotencyKeyInUse      409  same Idempotency-Key, first request still running
-    ├── Conflict                 409  the object's state forbids it (``call_already_ended``)
+    ├── Conflict                 409  the object's state forbids it (``call_already_ended``,
+    │                                 an agent a squad still uses…)
     ├── PayloadTooLarge          413  request body over the limit
     ├── UnsupportedMediaType     415  the body is not declared as application/json
     ├── TooManyRequests          429  ``rate_limited`` / ``concurrency_limit`` (Retry-After)
@@ -141,6 +142,7 @@ class LiveKitUnavailable(LiveKitFailure):
 
 
 class Conflict(ControlPlaneError):
-    """The object is in a state that forbids the request (e.g. ending a call that has ended)."""
+    """The object's state, or another object's, forbids the request (ending a call that has
+    ended; deleting an agent a squad uses)."""
 
     default_code = "conflict"

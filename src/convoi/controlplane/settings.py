@@ -115,6 +115,18 @@ class ControlPlaneSettings(BaseSettings):
     webhook_poll_seconds: float = Field(1.0, alias="CONVOI_WEBHOOK_POLL_SECONDS", gt=0, le=60)
     """How often the deliverer looks for due deliveries in the outbox."""
 
+    seed_definitions_override: bool | None = Field(None, alias="CONVOI_SEED_DEFINITIONS")
+    """Import the shipped definitions (``CONVOI_CONFIG_DIR``) into an account that has none, on its
+    first request and at start-up for ``CONVOI_DEV_API_KEYS`` accounts (default: on when
+    ``CONVOI_ENVIRONMENT=local``, off otherwise)."""
+
+    @property
+    def seed_definitions(self) -> bool:
+        """Whether accounts without definitions get the shipped ones (see the field above)."""
+        if self.seed_definitions_override is not None:
+            return self.seed_definitions_override
+        return self.environment == "local"
+
     @property
     def public_livekit_url(self) -> str:
         """The LiveKit URL handed to clients."""

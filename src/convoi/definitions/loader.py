@@ -37,7 +37,7 @@ from convoi.definitions.pricing import unpriced_models
 from convoi.greeting import unknown_placeholders
 from convoi.validation import issues_from
 
-__all__ = ["ConfigError", "ConfigIssue", "LoadResult", "load_definitions"]
+__all__ = ["ConfigError", "ConfigIssue", "LoadResult", "check_references", "load_definitions"]
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -214,6 +214,22 @@ def _check_references(
                                 f"unknown knowledge base {kb}",
                             )
                         )
+
+
+def check_references(
+    agents: dict[str, tuple[Agent, str]],
+    squads: dict[str, tuple[Squad, str]],
+    knowledge_bases: dict[str, tuple[KnowledgeBase, str]],
+    prices: PriceList | None,
+) -> tuple[list[ConfigIssue], list[ConfigIssue]]:
+    """The cross-reference checks of :func:`load_definitions` on already validated objects, each
+    given with the name of its source (a file, or wherever it came from): ``(errors, warnings)``.
+
+    The control plane's definitions API and an embedded dispatch definition use it, so every
+    source of definitions is held to the rules ``check-config`` applies to files."""
+    col = _Collector(Path.cwd())
+    _check_references(col, agents, squads, knowledge_bases, prices)
+    return col.errors, col.warnings
 
 
 def load_definitions(config_dir: str | Path) -> LoadResult:

@@ -33,6 +33,7 @@ STATUS_BY_ERROR: dict[type[e.ControlPlaneError], int] = {
     e.PermissionDenied: 403,
     e.NotFound: 404,
     e.IdempotencyKeyInUse: 409,
+    e.Conflict: 409,
     e.PayloadTooLarge: 413,
     e.UnsupportedMediaType: 415,
     e.TooManyRequests: 429,

@@ -57,6 +57,10 @@ _CALLS_PATH = re.compile(r"^/api/v1/public/calls(/[^/]+)?/?$")
 _EVENTS_PATH = re.compile(r"^/internal/v1/calls/[^/]+/events/?$")
 _MORE_PUBLIC_PATH = re.compile(r"^/api/v1/public/(calls/[^/]+/(end|events)|webhooks(/[^/]+)?)/?$")
 """Ending a call, its webhook deliveries and the webhooks API: guarded like the calls."""
+_DEFINITIONS_PATH = re.compile(
+    r"^/api/v1/public/(agents|squads|phone-numbers|knowledge-bases)(/[^/]+)?/?$"
+)
+"""The definitions API (:mod:`convoi.controlplane.api.routes.definitions`): guarded as calls."""
 _AUTH_THREADS = 8
 _Check = Callable[[Scope, Receive], Awaitable[Receive]]
 
@@ -121,7 +125,11 @@ class RequestGuard:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Guard the public calls and the event ingest; pass everything else through."""
         path = scope.get("path", "") if scope["type"] == "http" else ""
-        if _CALLS_PATH.match(path) or _MORE_PUBLIC_PATH.match(path):
+        if (
+            _CALLS_PATH.match(path)
+            or _MORE_PUBLIC_PATH.match(path)
+            or _DEFINITIONS_PATH.match(path)
+        ):
             await self._public(scope, receive, send)
         elif _EVENTS_PATH.match(path):
             await self._guarded(scope, receive, send, self._check_event)

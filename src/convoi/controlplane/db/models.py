@@ -9,6 +9,8 @@
 - ``call_events``: every distinct signed event received (primary key: the event id);
 - ``webhook_endpoints`` / ``webhook_deliveries``: customer webhooks and their durable outbox
   (:mod:`convoi.controlplane.webhooks`).
+- ``definition_versions``: each account's agents, squads, phone numbers and knowledge bases, one
+  row per version of each (the newest not deleted is current).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ __all__ = [
     "Call",
     "CallCheckpoint",
     "CallEventRecord",
+    "DefinitionVersion",
     "IdempotencyRecord",
     "WebhookDelivery",
     "WebhookEndpoint",
@@ -144,6 +147,8 @@ class Call(Base):
     """The ``call.ended`` event's ``transfer`` (destination, mode, succeeded), as JSON."""
     voicemail: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     """The ``call.ended`` event's ``voicemail`` (verdict, detection_seconds, action), as JSON."""
+    definition_versions: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    """Object id → the version of each definition the call was dispatched with."""
     duration_seconds: Mapped[float] = mapped_column(Float, default=0.0)
     cost_amount: Mapped[str] = mapped_column(String(64), default="0")
     """Exact decimal, plain notation."""
@@ -254,3 +259,27 @@ class WebhookDelivery(Base):
     last_status_code: Mapped[int | None] = mapped_column(Integer, default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     delivered_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class DefinitionVersion(Base):
+    """One version of an account's agent, squad, phone number or knowledge base."""
+
+    __tablename__ = "definition_versions"
+    __table_args__ = (
+        UniqueConstraint("account_id", "object_id", "version"),
+        Index("ix_definition_versions_account_id_kind", "account_id", "kind"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"))
+    kind: Mapped[str] = mapped_column(String(20))
+    """``agent``, ``squad``, ``phone_number`` or ``knowledge_base``."""
+    object_id: Mapped[str] = mapped_column(String(80))
+    version: Mapped[int] = mapped_column(Integer)
+    document: Mapped[dict[str, Any]] = mapped_column(JSON)
+    """The validated definition (the model's JSON dump, id included)."""
+    content_hash: Mapped[str] = mapped_column(String(64))
+    """SHA-256 of the document as canonical JSON: an unchanged import adds no version."""
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    deleted_at: Mapped[datetime | None] = mapped_column(default=None)
+    """Set on every version of an object when it is deleted."""
