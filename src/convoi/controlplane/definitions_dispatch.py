@@ -46,6 +46,8 @@ def seed_if_new(database: Database, account_id: str, shipped: Definitions) -> bo
         except IntegrityError:  # a concurrent request seeded it first
             session.rollback()
             return False
+    if not report.stored:  # a concurrent request committed first: the import found it all there
+        return False
     logger.info(
         "shipped definitions imported",
         extra={"account_id": account_id, "objects": len(report.stored)},
