@@ -29,15 +29,18 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from convoi.controlplane.db.engine import Database
+from convoi.controlplane.db.locks import try_exclusive
 from convoi.controlplane.db.models import Call, CallEventRecord
 from convoi.controlplane.livekit import LiveKitGateway
 from convoi.controlplane.log import logger
 from convoi.lifecycle import classify
 from convoi.reporting.events import CallEvent, Cost
 
-__all__ = ["ExpiredCall", "LeaseKeeper", "Leases", "expire_calls"]
+__all__ = ["SWEEP_LOCK", "ExpiredCall", "LeaseKeeper", "Leases", "expire_calls"]
 
 _STARTING = ("initiated", "ringing")
+SWEEP_LOCK = "convoi.lease_sweep"
+"""The lock one API process holds while it sweeps (several processes share one database)."""
 
 
 @dataclass(frozen=True)
@@ -60,7 +63,14 @@ class ExpiredCall:
 
 
 def expire_calls(session: Session, now: datetime, leases: Leases) -> list[ExpiredCall]:
-    """End every call whose lease ran out at ``now``; return them (their rooms still exist)."""
+    """End every call whose lease ran out at ``now``; return them (their rooms still exist).
+
+    One API process at a time sweeps (:func:`~convoi.controlplane.db.locks.try_exclusive`):
+    while another holds the sweep, this returns ``[]`` and leaves the calls to it.
+    """
+    if not try_exclusive(session, SWEEP_LOCK):
+        session.rollback()
+        return []
     active_cutoff = now - timedelta(seconds=leases.active)
     starting_cutoff = now - timedelta(seconds=leases.starting)
     stale = session.scalars(
