@@ -44,11 +44,16 @@ class _Process:
     name = "process"
     ready_path = "/"
 
-    def __init__(self, workdir: Path, port: int | None = None, timeout: float = 120.0) -> None:
+    def __init__(self, workdir: Path, port: int | None = None, timeout: float = 300.0) -> None:
         self.workdir = workdir
         self.port = port or free_port()
         self.timeout = timeout
         self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid(self) -> int:
+        """The process id (0 when not running)."""
+        return self._proc.pid if self._proc is not None else 0
 
     @property
     def url(self) -> str:
