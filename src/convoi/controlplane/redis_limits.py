@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable
 
 import redis.asyncio as aioredis
+from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
 
 from convoi.controlplane.limits import RateLimiter, too_many
@@ -65,6 +66,7 @@ class RedisRateLimiter:
         self._clock = clock
         self._local = RateLimiter(clock)
         self._client: aioredis.Redis | None = None
+        self._script: AsyncScript | None = None
         self._down_until = 0.0
         self._down = False
 
@@ -98,8 +100,9 @@ class RedisRateLimiter:
             raise too_many(per_minute, wait)
 
     async def _take(self, key_id: str, per_minute: int) -> bytes:
-        client = self._redis()
-        result = await client.eval(_TAKE, 1, KEY_PREFIX + key_id, per_minute, per_minute / 60)
+        if self._script is None:  # EVALSHA: the script is sent once, not with every request
+            self._script = self._redis().register_script(_TAKE)
+        result = await self._script(keys=[KEY_PREFIX + key_id], args=[per_minute, per_minute / 60])
         return bytes(result)
 
     def _failed(self, exc: BaseException) -> None:
@@ -117,5 +120,6 @@ class RedisRateLimiter:
     async def aclose(self) -> None:
         """Close the connection pool."""
         client, self._client = self._client, None
+        self._script = None
         if client is not None:
             await client.aclose()

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import multiprocessing
 import statistics
 import tempfile
 import time
@@ -45,6 +46,7 @@ __all__ = [
     "Sample",
     "api_env",
     "drive",
+    "drive_processes",
     "main",
     "percentile",
     "run",
@@ -75,6 +77,8 @@ class LoadReport:
     seconds: float = 0.0
     cpu_seconds: float = 0.0
     """CPU the API processes spent during the run (0: not measured)."""
+    driver_cpu_seconds: float = 0.0
+    """CPU the clients spent."""
 
     def of(self, kind: str) -> list[Sample]:
         """The samples of one kind."""
@@ -152,19 +156,43 @@ async def _client(
     return samples
 
 
-async def drive(base_url: str, api_key: str, agent_id: str, *, clients: int = 200) -> LoadReport:
+async def drive(
+    base_url: str, api_key: str, agent_id: str, *, clients: int = 200, first: int = 0
+) -> LoadReport:
     """Run ``clients`` concurrent clients (create, replay, GET) against ``base_url``."""
     headers = {"Authorization": f"Bearer {api_key}"}
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
     timeout = httpx.Timeout(120.0)
+    cpu = time.process_time()
     async with httpx.AsyncClient(base_url=base_url, limits=limits, timeout=timeout) as client:
         start = time.perf_counter()
-        results = await asyncio.gather(
-            *(_client(client, headers, web_call_body(agent_id, n)) for n in range(clients))
-        )
+        bodies = (web_call_body(agent_id, first + n) for n in range(clients))
+        results = await asyncio.gather(*(_client(client, headers, body) for body in bodies))
         report = LoadReport(seconds=time.perf_counter() - start)
     report.samples = [s for samples in results for s in samples]
+    report.driver_cpu_seconds = time.process_time() - cpu
     return report
+
+
+def _drive_share(args: tuple[str, str, str, int, int]) -> LoadReport:
+    base_url, api_key, agent_id, clients, first = args
+    return asyncio.run(drive(base_url, api_key, agent_id, clients=clients, first=first))
+
+
+def drive_processes(
+    base_url: str, api_key: str, agent_id: str, *, clients: int, processes: int
+) -> LoadReport:
+    """:func:`drive` split over ``processes`` driver processes (one Python client process
+    cannot keep 200 clients busy on its own); their samples merged."""
+    shares = [clients // processes + (i < clients % processes) for i in range(processes)]
+    firsts = [sum(shares[:i]) for i in range(processes)]
+    jobs = [(base_url, api_key, agent_id, n, f) for n, f in zip(shares, firsts, strict=True)]
+    with multiprocessing.get_context("spawn").Pool(processes) as pool:
+        reports = pool.map(_drive_share, jobs)
+    merged = LoadReport(seconds=max(r.seconds for r in reports))
+    merged.samples = [s for r in reports for s in r.samples]
+    merged.driver_cpu_seconds = sum(r.driver_cpu_seconds for r in reports)
+    return merged
 
 
 def api_env(database_url: str, config_dir: Path, sk_per_minute: int = 0) -> dict[str, str]:
@@ -229,6 +257,7 @@ class RunOptions:
     agent_id: str = "agt_b88d642dd68747f28305c428b209xxxx"
     redis_url: str | None = None
     sk_per_minute: int = 0
+    drivers: int = 4
 
 
 def run(database_url: str, options: RunOptions, workdir: Path) -> LoadReport:
@@ -246,7 +275,13 @@ def run(database_url: str, options: RunOptions, workdir: Path) -> LoadReport:
         if warm.server_errors:
             raise RuntimeError(f"warm-up failed: {warm.server_errors[:3]}\n{api.log_tail()}")
         before = cpu_seconds(api.pid)
-        report = asyncio.run(drive(api.url, LOAD_KEY, options.agent_id, clients=options.clients))
+        report = drive_processes(
+            api.url,
+            LOAD_KEY,
+            options.agent_id,
+            clients=options.clients,
+            processes=options.drivers,
+        )
         report.cpu_seconds = cpu_seconds(api.pid) - before
     return report
 
@@ -262,6 +297,7 @@ def _options(argv: list[str] | None) -> tuple[RunOptions, str | None, bool, bool
     parser.add_argument("--no-sqlite", action="store_true", help="PostgreSQL only")
     parser.add_argument("--redis", action="store_true", help="start Redis, set CONVOI_REDIS_URL")
     parser.add_argument("--sk-per-minute", type=int, default=0, help="the key's rate limit")
+    parser.add_argument("--drivers", type=int, default=4, help="client processes")
     parser.add_argument("--config-dir", type=Path, default=Path("agents_config"))
     parser.add_argument("--agent-id", default=RunOptions.agent_id)
     args = parser.parse_args(argv)
@@ -272,6 +308,7 @@ def _options(argv: list[str] | None) -> tuple[RunOptions, str | None, bool, bool
         config_dir=args.config_dir,
         agent_id=args.agent_id,
         sk_per_minute=args.sk_per_minute,
+        drivers=args.drivers,
     )
     return options, args.postgres, args.redis, args.no_sqlite
 
@@ -301,6 +338,7 @@ def main(argv: list[str] | None = None) -> int:
                 ).processes
             )
             print("\n".join(report.lines(f"{label}, {processes}")), flush=True)
+            print(f"  ({report.seconds:.1f} s; clients' CPU {report.driver_cpu_seconds:.1f} s)")
             errors += len(report.server_errors)
     print(f"5xx or unanswered: {errors}")
     return 1 if errors else 0
