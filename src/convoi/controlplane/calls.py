@@ -11,8 +11,9 @@ room if it was created, releases the Idempotency-Key and raises (502/503).
 No database connection is held across LiveKit calls: every database step opens a short session
 of its own and closes it. An account with ``max_concurrent_calls`` calls not yet ended (initiated,
 ringing, active) gets 429 ``concurrency_limit``; counting and inserting happen under the
-account's lock (in the process, and in the database: :func:`~convoi.controlplane.db.locks.lock_account`),
-so concurrent creates cannot overshoot, however many API processes serve them.
+account's lock (in the process, and in the database:
+:func:`~convoi.controlplane.db.locks.lock_account`), so concurrent creates cannot overshoot,
+however many API processes serve them.
 """
 
 from __future__ import annotations
