@@ -2,6 +2,7 @@
 
 - two real ``convoi-api`` OS processes on one PostgreSQL, the same Idempotency-Key raced at both:
   exactly one call (and one dispatch) per key, and every answer for a key is the same call;
+- two API processes admit no more calls than the account's concurrency limit (a database lock);
 - with ``CONVOI_REDIS_URL`` two API processes share one rate limit (without it each counts its
   own); Redis unreachable: requests are still answered (never 5xx), counted per process, and one
   clear log line says so;
@@ -165,6 +166,34 @@ def test_two_api_processes_race_one_idempotency_key_into_one_call(
         assert ports == {first.port, second.port}  # both processes answered
     assert len(ids) == 30 and count_calls(postgres_url) == 30
     assert sorted(livekit.dispatch_rooms()) == sorted(ids)  # dispatched once each
+
+
+@pytest.mark.server
+@pytest.mark.postgres
+def test_two_api_processes_admit_no_more_than_the_concurrency_limit(
+    tmp_path: Path, postgres_url: str, livekit: FakeLiveKitProcess
+) -> None:
+    key = mint_key(postgres_url, "acct_limit")
+    env = api_env(postgres_url, CONVOI_MAX_CONCURRENT_CALLS=5)
+
+    async def burst(urls: list[str]) -> list[httpx.Response]:
+        async with httpx.AsyncClient(timeout=WAIT) as client:
+            posts = [
+                client.post(urls[n % 2] + CALLS, json=web_call_body(AGENT, n), headers=auth(key))
+                for n in range(24)
+            ]
+            return list(await asyncio.gather(*posts))
+
+    with (
+        ApiProcess(tmp_path, env, livekit) as first,
+        ApiProcess(tmp_path, env, livekit) as second,
+    ):
+        answers = asyncio.run(burst([first.url, second.url]))
+    statuses = sorted(a.status_code for a in answers)
+    assert statuses == [201] * 5 + [429] * 19, [a.text for a in answers]
+    refused = [a.json()["error"]["code"] for a in answers if a.status_code == 429]
+    assert set(refused) == {"concurrency_limit"}
+    assert count_calls(postgres_url) == 5
 
 
 def _allowed(urls: list[str], key: str, n: int) -> list[int]:
