@@ -13,7 +13,9 @@ The first terminal event wins (:mod:`convoi.controlplane.events`): a real ``call
 arrives after the lease expired is stored but does not change the call.
 
 :func:`expire_calls` does one sweep (pure database work, testable with a clock); :class:`LeaseKeeper`
-runs it periodically in the API process and deletes the rooms.
+runs it periodically in every API process and deletes the rooms. With several API processes on
+one database only one sweeps at a time (a database lock, :data:`SWEEP_LOCK`): a call is ended,
+reported and its room deleted once.
 """
 
 from __future__ import annotations
