@@ -16,7 +16,7 @@ from livekit import api, rtc
 from livekit.agents import llm
 
 from convoi.controlplane.checkpoints import (
-    mark_resumed,
+    claim_resume,
     resumable_calls,
     store_checkpoint,
     stored_body,
@@ -291,13 +291,14 @@ def test_a_silent_active_call_with_a_checkpoint_is_resumable_a_bounded_number_of
         checkpoint.history,
     )
     with database.session() as session:
-        mark_resumed(session, "call_unit0001", 1, NOW)
+        assert claim_resume(session, "call_unit0001", 1, NOW)
+        assert not claim_resume(session, "call_unit0001", 1, NOW)  # another API process: no
         assert resumable_calls(session, NOW, silent_for=15, max_resumes=2) == []  # lease renewed
         later = NOW + timedelta(seconds=30)
         again_ = resumable_calls(session, later, silent_for=15, max_resumes=2)
         [again] = [c for c in again_ if c.call_id == "call_unit0001"]
         assert again.attempt == 2
-        mark_resumed(session, "call_unit0001", 2, later)
+        assert claim_resume(session, "call_unit0001", 2, later)
         last = resumable_calls(session, later + timedelta(seconds=30), silent_for=15, max_resumes=2)
         assert "call_unit0001" not in [c.call_id for c in last]  # resumed twice: no more
 

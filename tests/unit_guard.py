@@ -45,6 +45,8 @@ MODULES = frozenset(
         "convoi.devstack.bench",
         "convoi.devstack.bench_sip",
         "convoi.receiver",
+        "convoi.devstack.fake_livekit",
+        "convoi.devstack.loadtest",
     }
 )
 """``python -m`` modules that serve whatever their arguments."""

@@ -31,7 +31,7 @@ from convoi.controlplane import idempotency, keys
 from convoi.controlplane.api.errors import install_error_handlers
 from convoi.controlplane.api.guard import RequestGuard
 from convoi.controlplane.api.main import api_router
-from convoi.controlplane.api.state import ControlPlaneState
+from convoi.controlplane.api.state import ControlPlaneState, rate_limiter_for
 from convoi.controlplane.db.engine import Database, PoolLimits
 from convoi.controlplane.db.migrate import upgrade_to_head
 from convoi.controlplane.definitions_dispatch import seed_if_new
@@ -139,6 +139,7 @@ def create_app(
             settings.livekit_api_secret.get_secret_value(),
         ),
         definitions=definitions or load_definitions(settings.config_dir).definitions,
+        rate_limiter=rate_limiter_for(settings),
     )
 
     leases = LeaseKeeper(
@@ -168,6 +169,7 @@ def create_app(
             await leases.stop()
             if webhooks_database is not database:
                 webhooks_database.dispose()
+            await state.rate_limiter.aclose()
             if owned_gateway:
                 await run_in_threadpool(state.gateway.close)
             if events_database is not database:

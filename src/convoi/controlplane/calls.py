@@ -11,7 +11,9 @@ room if it was created, releases the Idempotency-Key and raises (502/503).
 No database connection is held across LiveKit calls: every database step opens a short session
 of its own and closes it. An account with ``max_concurrent_calls`` calls not yet ended (initiated,
 ringing, active) gets 429 ``concurrency_limit``; counting and inserting happen under the
-account's lock, so concurrent creates in one process cannot overshoot.
+account's lock (in the process, and in the database:
+:func:`~convoi.controlplane.db.locks.lock_account`), so concurrent creates cannot overshoot,
+however many API processes serve them.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from sqlalchemy import func, select, update
 from convoi.callspec import CallSpec, CallSpecError, ResolvedCall, parse_callspec, resolve_call
 from convoi.controlplane import idempotency, webhooks_outbox
 from convoi.controlplane.db.engine import Database
+from convoi.controlplane.db.locks import lock_account
 from convoi.controlplane.db.models import Call, utcnow
 from convoi.controlplane.definitions_dispatch import resolve_for_account
 from convoi.controlplane.errors import InvalidRequest, LiveKitFailure, NotFound, TooManyRequests
@@ -98,18 +101,23 @@ class CallService:
                 return CreateResult(outcome.status_code, outcome.body, replayed=True)
             claimed = outcome
         try:
-            body, call_id = self._create(principal, request)
+            body, call = self._create(principal, request)
         except BaseException:
             if claimed is not None:
                 with self.database.session() as session:
                     idempotency.release(session, claimed)
             raise
-        if claimed is not None:
-            with self.database.session() as session:
-                idempotency.complete(session, claimed, CREATED, body, call_id)
+        with self.database.session() as session:  # one transaction: dispatch id + replay
+            session.execute(
+                update(Call).where(Call.id == call.id).values(dispatch_id=call.dispatch_id)
+            )
+            if claimed is not None:
+                idempotency.complete(session, claimed, CREATED, body, call.id)  # commits
+            else:
+                session.commit()
         return CreateResult(CREATED, body)
 
-    def _create(self, principal: Principal, request: CallCreate) -> tuple[str, str]:
+    def _create(self, principal: Principal, request: CallCreate) -> tuple[str, Call]:
         call_id = new_call_id()
         resolved = resolve_for_account(
             self.database,
@@ -142,16 +150,11 @@ class CallService:
             self._fail(call, exc, delete_room=room_created)
             message = f"{exc.message} (call {call.id} stored as failed)"
             raise type(exc)(message, field=exc.field, code=exc.code) from exc
-        with self.database.session() as session:
-            session.execute(
-                update(Call).where(Call.id == call.id).values(dispatch_id=call.dispatch_id)
-            )
-            session.commit()
         logger.info(
             "call created",
             extra={"call_id": call.id, "account_id": call.account_id, "type": call.type},
         )
-        return created_body(call, self.settings, token), call.id
+        return created_body(call, self.settings, token), call
 
     def _insert(self, account_id: str, spec: CallSpec, callspec_json: str) -> Call:
         now = utcnow()
@@ -186,6 +189,7 @@ class CallService:
         lock = self.admission.lock(call.account_id) if limit else contextlib.nullcontext()
         with lock, self.database.session() as session:
             if limit:
+                lock_account(session, call.account_id)  # across API processes too
                 live = session.scalar(
                     select(func.count())
                     .select_from(Call)

@@ -11,7 +11,7 @@ calls silent for ``CONVOI_CALL_RESUME_AFTER_SECONDS`` that have a checkpoint and
 fewer than ``CONVOI_MAX_RESUMES`` times; the lease keeper asks LiveKit whether the callee is still
 in the room and the call's agent is not (:class:`RoomProbe`), and if so dispatches the agent again
 with the checkpoint (any worker of the agent name takes it: :mod:`convoi.worker.resume`) and
-renews the lease (:func:`mark_resumed`). A call whose agent is still in the room is left to its
+renews the lease (:func:`claim_resume`, one process per attempt). A call whose agent is still in the room is left to its
 lease: its worker may only be slow, and two agents must never talk to one caller.
 """
 
@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol, runtime_checkable
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from convoi.controlplane.db.models import Call, CallCheckpoint
@@ -32,7 +32,7 @@ from convoi.reporting.events import CallEvent, Checkpoint
 __all__ = [
     "ResumableCall",
     "RoomProbe",
-    "mark_resumed",
+    "claim_resume",
     "resumable_calls",
     "store_checkpoint",
     "stored_body",
@@ -118,12 +118,18 @@ def resumable_calls(
     return found
 
 
-def mark_resumed(session: Session, call_id: str, attempt: int, now: datetime) -> None:
-    """The call was dispatched again: count it and renew its lease."""
-    call = session.get(Call, call_id)
-    row = session.get(CallCheckpoint, call_id)
-    if call is not None:
-        call.updated_at = now
-    if row is not None:
-        row.resumes = max(row.resumes, attempt)
+def claim_resume(session: Session, call_id: str, attempt: int, now: datetime) -> bool:
+    """Take resume ``attempt`` of the call before dispatching it: True for exactly one caller
+    however many API processes sweep at once (a conditional update of the resume count), which
+    also renews the call's lease."""
+    claimed = session.execute(
+        update(CallCheckpoint)
+        .where(CallCheckpoint.call_id == call_id, CallCheckpoint.resumes < attempt)
+        .values(resumes=attempt, updated_at=now)
+    )
+    if not claimed.rowcount:  # type: ignore[attr-defined]  # a CursorResult (DML)
+        session.rollback()
+        return False
+    session.execute(update(Call).where(Call.id == call_id).values(updated_at=now))
     session.commit()
+    return True

@@ -2,11 +2,19 @@
 
 ::
 
-    convoi-api serve [--host 127.0.0.1] [--port 8000]   # migrations applied at start-up if
-                                                        # CONVOI_AUTO_MIGRATE (default true)
+    convoi-api serve [--host 127.0.0.1] [--port 8000] [--processes N]
+                       # migrations applied at start-up if CONVOI_AUTO_MIGRATE (default true)
     convoi-api migrate                                  # upgrade CONVOI_DATABASE_URL to head
     convoi-api create-key --account acct_demo --kind sk_live   # prints a new key, once
     convoi-api import agents_config/ --account acct_demo       # definitions into an account
+
+``serve --processes N`` (or ``CONVOI_API_PROCESSES``; default one on SQLite, one per CPU on
+PostgreSQL) runs N uvicorn worker processes on one port. The start-up duties that must run once
+(migrations, storing ``CONVOI_DEV_API_KEYS``) run in the parent before the workers start; each
+worker has its own database pools and threads (the per-process settings), and what must be
+shared is: idempotency (the database's unique constraint), the concurrency limit (counted in the
+database under a database lock), the call lease sweep (one process at a time, a database lock),
+the rate limits (Redis, with ``CONVOI_REDIS_URL``; else each process counts its own).
 
 Settings come from the environment (see :class:`~convoi.controlplane.settings.ControlPlaneSettings`).
 Exit codes: 0 ok, 1 invalid definition files (import), 2 bad settings or arguments.
@@ -16,19 +24,25 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
 from convoi.controlplane.db.engine import Database
 from convoi.controlplane.db.migrate import upgrade_to_head
 from convoi.controlplane.errors import ControlPlaneError
-from convoi.controlplane.keys import KEY_KINDS, KeyKind, create_key
+from convoi.controlplane.keys import KEY_KINDS, KeyKind, create_key, store_key
+from convoi.controlplane.log import logger
 from convoi.controlplane.settings import ControlPlaneSettings
 
-__all__ = ["main"]
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+__all__ = ["WORKER_ENV", "main", "worker_app"]
 
 
 def _serve(settings: ControlPlaneSettings, args: argparse.Namespace) -> int:
@@ -36,8 +50,54 @@ def _serve(settings: ControlPlaneSettings, args: argparse.Namespace) -> int:
 
     from convoi.controlplane.app import create_app
 
-    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level=args.log_level)
+    processes = args.processes or settings.processes
+    options = {
+        "host": args.host,
+        "port": args.port,
+        "log_level": args.log_level,
+        "timeout_keep_alive": args.timeout_keep_alive,
+    }
+    if processes == 1:
+        uvicorn.run(create_app(settings), **options)
+        return 0
+    _prepare_once(settings)
+    os.environ.update(WORKER_ENV)  # the workers read their settings from the environment
+    logger.info("serving with %d API processes", processes)
+    uvicorn.run(
+        f"{__name__}:worker_app",
+        factory=True,
+        workers=processes,
+        timeout_worker_healthcheck=WORKER_HEALTHCHECK_SECONDS,
+        **options,
+    )
     return 0
+
+
+WORKER_HEALTHCHECK_SECONDS = 60
+"""uvicorn kills (and replaces) a worker that does not answer its ping for this long; its 5 s
+default kills workers still importing on a busy machine."""
+WORKER_ENV = {"CONVOI_AUTO_MIGRATE": "false", "CONVOI_DEV_API_KEYS": ""}
+"""What ``serve --processes N`` sets for its workers: the parent did these duties once."""
+
+
+def _prepare_once(settings: ControlPlaneSettings) -> None:
+    """Migrate and store the dev keys, once, before the worker processes start."""
+    database = Database(settings.database_url)
+    try:
+        if settings.auto_migrate:
+            logger.info("database at revision %s", upgrade_to_head(database))
+        with database.session() as session:
+            for account_id, key in settings.dev_keys():
+                store_key(session, account_id, key)
+    finally:
+        database.dispose()
+
+
+def worker_app() -> FastAPI:
+    """The app of one ``serve --processes N`` worker (uvicorn's factory; settings from env)."""
+    from convoi.controlplane.app import create_app
+
+    return create_app(ControlPlaneSettings())
 
 
 def _migrate(settings: ControlPlaneSettings, _args: argparse.Namespace) -> int:
@@ -80,6 +140,15 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--log-level", default="info")
+    serve.add_argument(
+        "--processes",
+        type=int,
+        default=0,
+        help="API processes on the port (default CONVOI_API_PROCESSES: 1 on SQLite, CPUs else)",
+    )
+    serve.add_argument(
+        "--timeout-keep-alive", type=int, default=5, help="seconds an idle connection is kept"
+    )
     serve.set_defaults(run=_serve)
     migrate = commands.add_parser("migrate", help="apply pending database migrations")
     migrate.set_defaults(run=_migrate)

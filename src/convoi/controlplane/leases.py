@@ -13,7 +13,9 @@ The first terminal event wins (:mod:`convoi.controlplane.events`): a real ``call
 arrives after the lease expired is stored but does not change the call.
 
 :func:`expire_calls` does one sweep (pure database work, testable with a clock); :class:`LeaseKeeper`
-runs it periodically in the API process and deletes the rooms.
+runs it periodically in every API process and deletes the rooms. With several API processes on
+one database only one sweeps at a time (a database lock, :data:`SWEEP_LOCK`): a call is ended,
+reported and its room deleted once.
 
 Resume instead of fail: before expiring, each sweep dispatches again the active calls silent for
 ``resume_after`` (``CONVOI_CALL_RESUME_AFTER_SECONDS``) whose callee is still in the room and whose
@@ -36,19 +38,22 @@ from convoi.controlplane import webhooks_outbox
 from convoi.controlplane.checkpoints import (
     ResumableCall,
     RoomProbe,
-    mark_resumed,
+    claim_resume,
     resumable_calls,
 )
 from convoi.controlplane.db.engine import Database
+from convoi.controlplane.db.locks import try_exclusive
 from convoi.controlplane.db.models import Call, CallCheckpoint, CallEventRecord
 from convoi.controlplane.livekit import LiveKitGateway
 from convoi.controlplane.log import logger
 from convoi.lifecycle import classify
 from convoi.reporting.events import CallEvent, Cost
 
-__all__ = ["ExpiredCall", "LeaseKeeper", "Leases", "expire_calls"]
+__all__ = ["SWEEP_LOCK", "ExpiredCall", "LeaseKeeper", "Leases", "expire_calls"]
 
 _STARTING = ("initiated", "ringing")
+SWEEP_LOCK = "convoi.lease_sweep"
+"""The lock one API process holds while it sweeps (several processes share one database)."""
 
 
 @dataclass(frozen=True)
@@ -75,7 +80,14 @@ class ExpiredCall:
 
 
 def expire_calls(session: Session, now: datetime, leases: Leases) -> list[ExpiredCall]:
-    """End every call whose lease ran out at ``now``; return them (their rooms still exist)."""
+    """End every call whose lease ran out at ``now``; return them (their rooms still exist).
+
+    One API process at a time sweeps (:func:`~convoi.controlplane.db.locks.try_exclusive`):
+    while another holds the sweep, this returns ``[]`` and leaves the calls to it.
+    """
+    if not try_exclusive(session, SWEEP_LOCK):
+        session.rollback()
+        return []
     active_cutoff = now - timedelta(seconds=leases.active)
     starting_cutoff = now - timedelta(seconds=leases.starting)
     stale = session.scalars(
@@ -231,10 +243,10 @@ class LeaseKeeper:
             )
 
     def _redispatch(self, call: ResumableCall) -> None:
-        agent_name = self._agent_name
-        self._gateway.dispatch(call.room_id, agent_name, call.metadata)
         with self._database.session() as session:
-            mark_resumed(session, call.call_id, call.attempt, datetime.now(UTC))
+            if not claim_resume(session, call.call_id, call.attempt, datetime.now(UTC)):
+                return  # another API process took this attempt
+        self._gateway.dispatch(call.room_id, self._agent_name, call.metadata)
         logger.warning(
             "call silent with its caller waiting alone: dispatched it again",
             extra={"call_id": call.call_id, "room": call.room_id, "attempt": call.attempt},

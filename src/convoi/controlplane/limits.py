@@ -7,8 +7,11 @@ seconds until the next token (``Retry-After``). Publishable keys get a tighter b
 keys (they ship in web pages). :class:`AccountLocks` serialises "count the account's live calls,
 then insert one" per account, so concurrent creates cannot overshoot the concurrency limit.
 
-Pure logic plus locks, no I/O; the clock is injectable for tests. With several API replicas each
-counts its own share (a shared store such as Redis is not implemented).
+Pure logic plus locks, no I/O; the clock is injectable for tests. With several API processes
+each counts its own share unless ``CONVOI_REDIS_URL`` is set: then
+:class:`~convoi.controlplane.redis_limits.RedisRateLimiter` keeps the buckets in Redis (both
+satisfy :class:`RequestRateLimiter`). The concurrency limit's count is the database's, under a
+database lock (:func:`~convoi.controlplane.db.locks.lock_account`), so it holds across processes.
 """
 
 from __future__ import annotations
@@ -18,10 +21,11 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from convoi.controlplane.errors import TooManyRequests
 
-__all__ = ["AccountLocks", "RateLimiter", "TokenBucket"]
+__all__ = ["AccountLocks", "RateLimiter", "RequestRateLimiter", "TokenBucket", "too_many"]
 
 _MAX_KEYS = 100_000
 """Buckets kept before the full ones (idle keys) are forgotten."""
@@ -46,6 +50,28 @@ class TokenBucket:
         return (1 - self.tokens) / self.rate
 
 
+class RequestRateLimiter(Protocol):
+    """What the request guard counts requests with."""
+
+    async def acquire(self, key_id: str, per_minute: int) -> None:
+        """Count one request of ``key_id``; :class:`TooManyRequests` if over its budget."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release connections (the app is shutting down)."""
+        ...
+
+
+def too_many(per_minute: int, wait: float) -> TooManyRequests:
+    """The 429 ``rate_limited`` answer for a key over ``per_minute``, ``wait`` s from a token."""
+    return TooManyRequests(
+        f"rate limit of this API key reached ({per_minute} requests per minute); "
+        f"retry in {math.ceil(wait)} s",
+        code="rate_limited",
+        retry_after=max(1, math.ceil(wait)),
+    )
+
+
 class RateLimiter:
     """Token buckets per key id; ``per_minute`` 0 means unlimited. Thread-safe."""
 
@@ -68,12 +94,14 @@ class RateLimiter:
                 self._buckets[key_id] = bucket
             wait = bucket.take(now)
         if wait:
-            raise TooManyRequests(
-                f"rate limit of this API key reached ({per_minute} requests per minute); "
-                f"retry in {math.ceil(wait)} s",
-                code="rate_limited",
-                retry_after=math.ceil(wait),
-            )
+            raise too_many(per_minute, wait)
+
+    async def acquire(self, key_id: str, per_minute: int) -> None:
+        """:meth:`check` (no I/O: it never waits)."""
+        self.check(key_id, per_minute)
+
+    async def aclose(self) -> None:
+        """Nothing to release."""
 
     def _forget_idle(self, now: float) -> None:
         full = [

@@ -8,6 +8,7 @@ Outside ``CONVOI_ENVIRONMENT=local`` placeholder secrets (the devstack's ``devke
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Literal, Self
 
@@ -126,6 +127,20 @@ class ControlPlaneSettings(BaseSettings):
         if self.seed_definitions_override is not None:
             return self.seed_definitions_override
         return self.environment == "local"
+
+    api_processes: int = Field(0, alias="CONVOI_API_PROCESSES", ge=0, le=256)
+    """``convoi-api serve`` processes sharing the port; 0: one on SQLite, one per CPU otherwise.
+    Pools and threads above are per process."""
+    redis_url: str | None = Field(None, alias="CONVOI_REDIS_URL")
+    """``redis://host:port/db``: rate-limit buckets shared by every API process (else each
+    process counts its own). Unreachable: each process counts alone until it answers again."""
+
+    @property
+    def processes(self) -> int:
+        """``CONVOI_API_PROCESSES``, with 0 resolved (one on SQLite, one per CPU otherwise)."""
+        if self.api_processes:
+            return self.api_processes
+        return 1 if self.database_url.startswith("sqlite") else max(1, os.cpu_count() or 1)
 
     @property
     def public_livekit_url(self) -> str:

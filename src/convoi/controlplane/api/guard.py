@@ -5,7 +5,7 @@ For ``/api/v1/public/calls…``, in this order, before the body is read:
 1. more than ``CONVOI_API_MAX_IN_FLIGHT`` public requests in progress → 503 ``overloaded``
    (``Retry-After``) at once;
 2. the API key (401; looked up in the database, then remembered for :data:`KEY_CACHE_SECONDS`);
-3. the key's rate limit (429 ``rate_limited``, ``Retry-After``);
+3. the key's rate limit (429 ``rate_limited``, ``Retry-After``; in Redis when configured);
 4. for a POST: ``Content-Type`` other than JSON → 415 ``unsupported_media_type`` naming
    ``application/json``; a ``Content-Length`` over the limit → 413 at once; then the body is read
    while counting and refused with 413 as soon as it passes the limit (never buffered beyond it).
@@ -166,7 +166,7 @@ class RequestGuard:
             if principal.is_secret
             else settings.rate_limit_pk_per_minute
         )
-        self.state.rate_limiter.check(principal.key_id, budget)
+        await self.state.rate_limiter.acquire(principal.key_id, budget)
         if scope["method"] not in ("POST", "PUT", "PATCH"):
             return receive
         _check_json_content_type(scope)
