@@ -14,6 +14,7 @@ may also ask for the caller to be transferred (:meth:`CallControls.transfer_call
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -21,6 +22,7 @@ from livekit import rtc
 from livekit.agents import AgentSession, llm
 
 from convoi.definitions.models import TransferDestination
+from convoi.knowledge.retrieval import Retrieval, Retriever
 
 __all__ = ["CallControls", "DetachedControls", "TransferOutcome"]
 
@@ -69,6 +71,12 @@ class CallControls(Protocol):
         conversation goes on). ``summary`` is the agent's short reason, for a warm briefing."""
         ...
 
+    async def retrieve_knowledge(self, kb_ids: Sequence[str], query: str) -> Retrieval | None:
+        """The chunks of knowledge bases ``kb_ids`` for the caller's turn ``query`` (never
+        raises: a failure is a Retrieval with an ``error``); None when the call has no
+        knowledge index at all."""
+        return None
+
 
 @dataclass
 class DetachedControls:
@@ -86,6 +94,8 @@ class DetachedControls:
     """Every transfer asked for: the destination and the summary."""
     transfer_outcome: TransferOutcome = TransferOutcome(succeeded=True)
     """What :meth:`transfer_caller` answers."""
+    retriever: Retriever | None = None
+    """Answers :meth:`retrieve_knowledge` (None: no knowledge)."""
 
     def count_stt_audio(self, member: str, seconds: float) -> None:
         """Add ``seconds`` to ``member``'s count."""
@@ -120,3 +130,7 @@ class DetachedControls:
         """Record the request and answer :attr:`transfer_outcome`."""
         self.transfers.append((destination, summary))
         return self.transfer_outcome
+
+    async def retrieve_knowledge(self, kb_ids: Sequence[str], query: str) -> Retrieval | None:
+        """:attr:`retriever`'s answer, if there is one."""
+        return await self.retriever.retrieve(kb_ids, query) if self.retriever else None
