@@ -6,13 +6,12 @@ import re
 
 __all__ = ["STOPWORDS", "fts_query", "terms"]
 
-STOPWORDS = frozenset(
-    """a about an and any are as at be been but by can could did do does doing for from had has
+_STOPWORDS = """a about an and any are as at be been but by can could did do does doing for from had has
     have how i if in into is it its just me my of on or our please so than that the their them
     then there these they this to up us was we were what when where which who why will with
     would you your yes no hi hello hey okay ok um uh well thanks thank i'm it's i've i'd don't
-    want need know tell like get got also there's""".split()
-)
+    want need know tell like get got also there's"""
+STOPWORDS = frozenset(_STOPWORDS.split())
 """Words too common in speech to say anything about what the caller asks."""
 
 _WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
