@@ -5,6 +5,7 @@ Unit tests only (no server): the index is a real SQLite FTS5 file in a temporary
 
 from __future__ import annotations
 
+import itertools
 import shutil
 from pathlib import Path
 
@@ -50,7 +51,7 @@ def test_spans_cover_the_text_exactly_and_respect_the_bound(text: str, max_chars
     spans = split_spans(text, max_chars)
     assert "".join(text[s:e] for s, e, _ in spans) == text  # nothing lost, nothing repeated
     assert all(0 < e - s <= max_chars for s, e, _ in spans)
-    assert all(a[1] == b[0] for a, b in zip(spans, spans[1:], strict=False))  # in order
+    assert all(a[1] == b[0] for a, b in itertools.pairwise(spans))  # in order
 
 
 @settings(max_examples=200, deadline=None)

@@ -7,6 +7,7 @@ base it is asked of and the chunk that answers it) against every method and prin
 - ``bm25``: the shipped index, SQLite FTS5 (porter stemming, headings weighted x2);
 - ``ngram``: character 3-5-gram TF-IDF cosine (:mod:`.ngrams`);
 - ``minilm``: all-MiniLM-L6-v2 embeddings, cosine (:mod:`.minilm`; when the model is there);
+- ``postgres-fts``: the PostgreSQL adapter (``--postgres URL``);
 - ``hybrid(a+b)``: reciprocal rank fusion (k=60) of two methods' top 10.
 """
 
@@ -103,7 +104,9 @@ def load_questions(path: Path, kb_by_folder: dict[str, str]) -> list[Question]:
     return [Question(q["q"], kb_by_folder[q["kb"]], q["expect"]) for q in data["questions"]]
 
 
-def run(config: Path, minilm_dir: Path | None, cache: Path) -> list[Score]:
+def run(
+    config: Path, minilm_dir: Path | None, cache: Path, postgres: str | None = None
+) -> list[Score]:
     """Build the index of ``config``'s knowledge bases and score every available method."""
     defs = load_definitions(config).definitions
     plan, _ = ensure_index(defs, config, cache)
@@ -119,6 +122,13 @@ def run(config: Path, minilm_dir: Path | None, cache: Path) -> list[Score]:
         "ngram": lambda t, k: [h.chunk.id for h in ngram.search(t, k, DEPTH)],
     }
     rankers["hybrid(bm25+ngram)"] = _rrf(rankers["bm25"], rankers["ngram"])
+    if postgres:
+        from convoi.knowledge.postgres import PgIndex, publish
+
+        key = f"bench-{plan.digest[:24]}"
+        publish(postgres, key, chunks)
+        pg = PgIndex(postgres, key)
+        rankers["postgres-fts"] = lambda t, k: [h.chunk.id for h in pg.search(t, k, DEPTH)]
     model_dir = find_model(minilm_dir, cache)
     if model_dir is not None:
         rankers["minilm"] = _minilm_ranker(MiniLM(model_dir), chunks)
@@ -137,9 +147,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", type=Path, default=Path("agents_config"))
     parser.add_argument("--minilm", type=Path, default=None, help="extracted all-MiniLM-L6-v2")
     parser.add_argument("--cache", type=Path, default=None, help="index folder (default: temp)")
+    parser.add_argument("--postgres", default=None, help="also score the PostgreSQL adapter")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="convoi-kb-bench-") as tmp:
-        scores = run(args.config, args.minilm, args.cache or Path(tmp))
+        scores = run(args.config, args.minilm, args.cache or Path(tmp), args.postgres)
     print("\n| method | recall@3 | MRR@10 | p50 query ms | p95 query ms |")
     print("| --- | --- | --- | --- | --- |")
     for s in scores:

@@ -26,9 +26,11 @@ _SLUG = re.compile(r"[^a-z0-9]+")
 
 def _sections(text: str) -> list[tuple[int, int, str | None]]:
     """``(start, end, heading)`` of each section; the part before the first heading has None."""
-    starts = [(m.start(), m.group(2).strip()) for m in _HEADING.finditer(text)]
+    starts: list[tuple[int, str | None]] = [
+        (m.start(), m.group(2).strip()) for m in _HEADING.finditer(text)
+    ]
     if not starts or starts[0][0] > 0:
-        starts.insert(0, (0, None))  # type: ignore[arg-type]  # the preamble has no heading
+        starts.insert(0, (0, None))  # the preamble has no heading
     bounds = [s for s, _ in starts] + [len(text)]
     sections = [(bounds[i], bounds[i + 1], h) for i, (_, h) in enumerate(starts)]
     merged: list[tuple[int, int, str | None]] = []

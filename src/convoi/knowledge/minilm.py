@@ -59,12 +59,16 @@ def _safetensors(path: Path) -> dict[str, Array]:
 def _layer_norm(x: Array, w: Array, b: Array, eps: float = 1e-12) -> Array:
     mean = x.mean(-1, keepdims=True)
     var = ((x - mean) ** 2).mean(-1, keepdims=True)
-    return ((x - mean) / np.sqrt(var + eps)) * w + b
+    out: Array = (((x - mean) / np.sqrt(var + eps)) * w + b).astype(np.float32)
+    return out
 
 
 def _gelu(x: Array) -> Array:
     """GELU, tanh form (within 1e-3 of the exact erf form the model was trained with)."""
-    return 0.5 * x * (1.0 + np.tanh(0.7978845608 * (x + 0.044715 * x**3)))
+    out: Array = (0.5 * x * (1.0 + np.tanh(0.7978845608 * (x + 0.044715 * x**3)))).astype(
+        np.float32
+    )
+    return out
 
 
 _PUNCT = re.compile(r"(\W)", re.UNICODE)

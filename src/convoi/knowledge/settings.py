@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = ["KnowledgeSettings", "default_cache_dir"]
@@ -30,3 +30,7 @@ class KnowledgeSettings(BaseSettings):
     timeout_seconds: float = Field(1.0, alias="CONVOI_KNOWLEDGE_TIMEOUT_SECONDS", gt=0, le=30)
     """Bound on one turn's search; a slower one is a retrieval failure (the agent answers
     without context)."""
+    database_url: SecretStr | None = Field(None, alias="CONVOI_KNOWLEDGE_DATABASE_URL")
+    """PostgreSQL URL (``postgresql://…``) of an index shared by a fleet of workers: each
+    worker publishes its documents' chunks there at start-up (once per content hash) and job
+    processes search it with PostgreSQL full-text search instead of the local SQLite file."""

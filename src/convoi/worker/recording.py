@@ -66,6 +66,8 @@ class TranscriptRecorder:
         worker_metrics.observe_turn_latency(agent_metrics.get("e2e_latency"))
         if agent_metrics or self._last_user_metrics:
             self.latency.append(
-                TurnLatency(member=member, **self._last_user_metrics, **agent_metrics)
+                TurnLatency.model_validate(
+                    {"member": member, **self._last_user_metrics, **agent_metrics}
+                )
             )
         self._last_user_metrics = {}
