@@ -79,6 +79,12 @@ class MiniLM:
 
     def __init__(self, folder: Path) -> None:
         self.w = _safetensors(folder / "model.safetensors")
+        for name in [n for n in self.w if n.startswith("encoder.") and n.endswith("dense.weight")]:
+            self.w[name + "_t"] = np.ascontiguousarray(self.w.pop(name).T)
+        for name in [
+            n for n in self.w if n.endswith(("query.weight", "key.weight", "value.weight"))
+        ]:
+            self.w[name + "_t"] = np.ascontiguousarray(self.w.pop(name).T)
         config = json.loads((folder / "config.json").read_text())
         self.layers: int = config["num_hidden_layers"]
         self.heads: int = config["num_attention_heads"]
@@ -129,7 +135,7 @@ class MiniLM:
             p = f"encoder.layer.{i}."
 
             def lin(name: str, v: Array, p: str = p) -> Array:
-                return v @ w[p + name + ".weight"].T + w[p + name + ".bias"]
+                return v @ w[p + name + ".weight_t"] + w[p + name + ".bias"]
 
             q, k, v = (
                 lin(f"attention.self.{m}", x).reshape(n, self.heads, hd).transpose(1, 0, 2)
