@@ -135,3 +135,40 @@ async def test_a_failed_retrieval_still_gets_an_answer_and_says_why(
     said = [e.text for e in recorder.transcript if e.role == "assistant"]
     assert "It is two cents a minute." in said
     assert recorder.latency[0].retrieval_error == "knowledge index knowledge-x.sqlite is missing"
+
+
+async def test_each_squad_member_searches_its_own_knowledge_bases(
+    defs: Definitions, index: Fts5Index
+) -> None:
+    from tests.test_squads import squad_call
+
+    resolved = squad_call(defs)
+    harness = Harness()
+    controls = DetachedControls(retriever=Retriever(index))
+    session, _, squad = build_session(
+        resolved, WorkerSettings(), vad=None, controls=controls, pipeline_factory=harness.factory
+    )
+    assert squad is not None
+    seen: dict[str, dict[str, Any]] = {}
+    for member in ("triage", "billing", "support"):
+        agent = squad.member_agent(member)
+        async with session:
+            await session.start(agent)
+            message = llm.ChatMessage(role="user", content=[QUESTION])
+            turn_ctx = agent.chat_ctx.copy()
+            await agent.on_user_turn_completed(turn_ctx, new_message=message)
+        seen[member] = {"ctx": _texts([{"content": m.text_content} for m in turn_ctx.messages()])}
+        seen[member].update(message.extra.get("convoi.retrieval") or {})
+        session, _, squad = build_session(
+            resolved,
+            WorkerSettings(),
+            vad=None,
+            controls=controls,
+            pipeline_factory=harness.factory,
+        )
+        assert squad is not None
+    assert "retrieval_chunks" not in seen["triage"]  # triage has no knowledge base
+    assert seen["billing"]["retrieval_chunks"][0] == "pricing#platform-fee"
+    assert ANSWER_TEXT in seen["billing"]["ctx"]
+    assert all(not c.startswith("pricing#") for c in seen["support"]["retrieval_chunks"])
+    assert ANSWER_TEXT not in seen["support"]["ctx"]
