@@ -201,3 +201,26 @@ async def test_a_slow_search_times_out_into_a_failure() -> None:
     found = await Retriever(Stuck(), timeout=0.05).retrieve([BILLING], "refund")  # type: ignore[arg-type]
     release.set()
     assert found.error == "knowledge search took longer than 0.05 s"
+
+
+def test_the_llm_emulator_matches_what_this_turn_added() -> None:
+    from convoi.devstack.emulators.llm_script import choose_answer
+    from convoi.devstack.emulators.scenario import Scenario
+
+    scenario = Scenario.model_validate(
+        {
+            "llm": [{"when": {"context_contains": ["90 days", "transcripts"]}, "say": "Ninety."}],
+            "default_reply": "No idea.",
+        }
+    )
+    old_turn = [
+        {"role": "system", "content": "You are support."},
+        {"role": "system", "content": "Excerpt: transcripts are kept for 90 days."},
+        {"role": "user", "content": "How long are transcripts kept?"},
+        {"role": "assistant", "content": "Ninety."},
+    ]
+    new_turn = {"role": "user", "content": "And recordings?"}
+    with_excerpt = [*old_turn, {"role": "system", "content": "Transcripts: 90 days."}, new_turn]
+    assert choose_answer(scenario, old_turn[:3], {}).text == "Ninety."
+    assert choose_answer(scenario, [*old_turn, new_turn], {}).text == "No idea."  # earlier turn's
+    assert choose_answer(scenario, with_excerpt, {}).text == "Ninety."
