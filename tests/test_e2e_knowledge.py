@@ -87,7 +87,8 @@ async def ask(
         server.api_secret,
         agent_name=worker.agent_name,
         spec=call,
-        script=CallerScript(utterances=[question], max_wait_s=90),
+        # a generous end of speech: on a loaded machine the greeting's audio can pause mid-way
+        script=CallerScript(utterances=[question], max_wait_s=180, end_silence_ms=1500),
         name="Dana",
         room_prefix="e2e-kb",
     )
