@@ -97,8 +97,10 @@ async def ask(
 
 
 def turn_request(emulators: EmulatorsProcess, question: str) -> str:
-    """Everything the LLM was sent on the turn that answered ``question``."""
-    for request in emulators.requests("llm"):
+    """Everything the LLM was sent on the turn that answered ``question``: the last request
+    whose last user message is the question (a preemptive request livekit-agents started before
+    the turn ended, without the knowledge, is invalidated by it and comes first)."""
+    for request in reversed(emulators.requests("llm")):
         users = [m for m in request["messages"] if m.get("role") == "user"]
         if users and question in message_text(users[-1]):
             return " ".join(message_text(m) for m in request["messages"])
