@@ -129,7 +129,7 @@ async def test_the_agent_answers_from_its_knowledge_base(
     assert RETENTION_FACT in sent and FEE_FACT not in sent and UNRELATED not in sent
     assert "We keep transcripts for ninety days." in report.transcript_texts(report.agent_identity)
     turn = retrieval_turn(ended)
-    assert turn["retrieval_chunks"][0] == "account#data-retention-and-privacy"
+    assert "account#data-retention-and-privacy" in turn["retrieval_chunks"]  # among the top 3
     assert turn["retrieval_error"] is None and turn["retrieval_seconds"] >= 0
     print(f"\nretrieval {turn['retrieval_seconds'] * 1000:.2f} ms, e2e {turn.get('e2e_latency')}")
 
