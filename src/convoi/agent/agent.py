@@ -151,6 +151,10 @@ class ConvoiAgent(Agent):
         if found is None:
             return
         new_message.extra[RETRIEVAL_EXTRA_KEY] = found.report()
+        if isinstance(new_message.metrics, dict):
+            # when the turn's context is unchanged livekit-agents commits its preemptive copy of
+            # the message, which shares this metrics dict but not ``extra``
+            new_message.metrics[RETRIEVAL_EXTRA_KEY] = found.report()  # type: ignore[literal-required]
         if found.hits:
             turn_ctx.add_message(role="system", content=context_message(found.hits))
 

@@ -58,7 +58,9 @@ class TranscriptRecorder:
         }
         if item.role == "user":
             self._last_user_metrics = {k: metrics[k] for k in _USER_METRICS if k in metrics}
-            retrieval = item.extra.get(RETRIEVAL_EXTRA_KEY)
+            retrieval = item.extra.get(RETRIEVAL_EXTRA_KEY) or dict(item.metrics or {}).get(
+                RETRIEVAL_EXTRA_KEY
+            )
             if isinstance(retrieval, dict):  # see convoi.knowledge.retrieval
                 self._last_user_metrics.update(retrieval)
             return
