@@ -48,6 +48,7 @@ RUN groupadd --system --gid 10001 convoi \
 
 ENV CONVOI_CONFIG_DIR=/app/agents_config \
     CONVOI_OUTBOX_PATH=/var/lib/convoi/outbox.sqlite3 \
+    CONVOI_KNOWLEDGE_DIR=/var/lib/convoi/knowledge \
     CONVOI_HEALTH_PORT=8081 \
     CONVOI_METRICS_PORT=9100 \
     CONVOI_METRICS_DIR=/tmp/convoi-metrics

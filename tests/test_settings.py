@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from convoi.controlplane import ControlPlaneSettings
+from convoi.knowledge.settings import KnowledgeSettings
 from convoi.reporting.delivery import DeliverySettings
 from convoi.settings import WorkerSettings
 from convoi.worker.metrics import MetricsSettings
@@ -14,7 +15,13 @@ def test_every_worker_setting_is_documented_in_the_readme() -> None:
     readme = (Path(__file__).parent.parent / "README.md").read_text()
     variables = [
         f.alias
-        for model in (WorkerSettings, DeliverySettings, MetricsSettings, ControlPlaneSettings)
+        for model in (
+            WorkerSettings,
+            DeliverySettings,
+            MetricsSettings,
+            ControlPlaneSettings,
+            KnowledgeSettings,
+        )
         for f in model.model_fields.values()
     ]
     assert variables and all(variables)

@@ -13,6 +13,7 @@ from convoi.agent.controls import CallControls
 from convoi.agent.keypad import send_dtmf_tool
 from convoi.agent.transfer import transfer_tool
 from convoi.callspec import EffectiveAgent
+from convoi.knowledge.retrieval import RETRIEVAL_EXTRA_KEY, context_message
 
 if TYPE_CHECKING:
     from livekit.agents.voice.agent_session import AgentSession
@@ -133,12 +134,34 @@ class ConvoiAgent(Agent):
         self, turn_ctx: ChatContext, new_message: llm.ChatMessage
     ) -> None:
         """No reply to what the callee said before the greeting (a person's "Hello?" while
-        voicemail detection listened): the greeting answers it. It stays in the context."""
+        voicemail detection listened): the greeting answers it. It stays in the context.
+        Otherwise the turn gets the chunks of the agent's knowledge bases that match it."""
         if self.controls.heard_before_greeting(new_message):
             chat_ctx = self.chat_ctx.copy()
             chat_ctx.insert(new_message)
             await self.update_chat_ctx(chat_ctx)
             raise StopResponse()
+        await self._add_knowledge(turn_ctx, new_message)
+
+    async def _add_knowledge(self, turn_ctx: ChatContext, new_message: llm.ChatMessage) -> None:
+        """Search this agent's knowledge bases for what the caller just said and give the top
+        chunks to the LLM for this turn only (``turn_ctx``; never the kept history). What was
+        found, how long it took, or why it failed rides on ``new_message`` into the call's
+        latency figures; a failure leaves the LLM to answer without context."""
+        kb_ids = self.effective.agent.knowledge_base_ids
+        query = new_message.text_content or ""
+        if not kb_ids or not query.strip():
+            return
+        found = await self.controls.retrieve_knowledge(kb_ids, query)
+        if found is None:
+            return
+        new_message.extra[RETRIEVAL_EXTRA_KEY] = found.report()
+        if isinstance(new_message.metrics, dict):
+            # when the turn's context is unchanged livekit-agents commits its preemptive copy of
+            # the message, which shares this metrics dict but not ``extra``
+            new_message.metrics[RETRIEVAL_EXTRA_KEY] = found.report()  # type: ignore[literal-required]
+        if found.hits:
+            turn_ctx.add_message(role="system", content=context_message(found.hits))
 
     async def _end_call(self, context: RunContext[CallControls]) -> None:
         await context.wait_for_playout()

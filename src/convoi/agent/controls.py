@@ -14,6 +14,7 @@ may also ask for the caller to be transferred (:meth:`CallControls.transfer_call
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -21,6 +22,7 @@ from livekit import rtc
 from livekit.agents import AgentSession, llm
 
 from convoi.definitions.models import TransferDestination
+from convoi.knowledge.retrieval import Retrieval, Retriever
 
 __all__ = ["CallControls", "DetachedControls", "TransferOutcome"]
 
@@ -74,6 +76,12 @@ class CallControls(Protocol):
         see convoi.worker.resume)."""
         return None
 
+    async def retrieve_knowledge(self, kb_ids: Sequence[str], query: str) -> Retrieval | None:
+        """The chunks of knowledge bases ``kb_ids`` for the caller's turn ``query`` (never
+        raises: a failure is a Retrieval with an ``error``); None when the call has no
+        knowledge index at all."""
+        return None
+
 
 @dataclass
 class DetachedControls:
@@ -93,6 +101,8 @@ class DetachedControls:
     """What :meth:`transfer_caller` answers."""
     resume_apology: str | None = None
     """Set to play a resumed call's apology instead of the greeting."""
+    retriever: Retriever | None = None
+    """Answers :meth:`retrieve_knowledge` (None: no knowledge)."""
 
     def count_stt_audio(self, member: str, seconds: float) -> None:
         """Add ``seconds`` to ``member``'s count."""
@@ -132,3 +142,7 @@ class DetachedControls:
         """:attr:`resume_apology`, once."""
         text, self.resume_apology = self.resume_apology, None
         return text
+
+    async def retrieve_knowledge(self, kb_ids: Sequence[str], query: str) -> Retrieval | None:
+        """:attr:`retriever`'s answer, if there is one."""
+        return await self.retriever.retrieve(kb_ids, query) if self.retriever else None

@@ -257,6 +257,18 @@ class KnowledgeBase(_Model):
     id: KnowledgeBaseId
     name: str = Field(..., min_length=1, max_length=100)
     description: str = ""
+    documents: str | None = Field(None, min_length=1, max_length=255)
+    """Folder of the knowledge base's Markdown (``.md``) and text (``.txt``) files, relative to
+    ``agents_config/`` (e.g. ``knowledge/help_centre``). The worker indexes them (``convoi-worker
+    index``, or at start-up when they changed) and gives the LLM the chunks that match each
+    caller turn. None: the knowledge base has no documents (nothing is retrieved)."""
+
+    @field_validator("documents")
+    @classmethod
+    def _relative_folder(cls, value: str | None) -> str | None:
+        if value is not None and (value.startswith(("/", "\\")) or ".." in value.split("/")):
+            raise ValueError("must be a folder inside agents_config/ (relative, without '..')")
+        return value
 
 
 class Definitions(_Model):

@@ -145,6 +145,13 @@ class TurnLatency(_Model):
     end_of_turn_delay: float | None = None
     llm_node_ttft: float | None = None
     tts_node_ttfb: float | None = None
+    retrieval_seconds: float | None = None
+    """Knowledge-base search for the caller's turn (None: the agent has no knowledge bases)."""
+    retrieval_chunks: list[str] | None = None
+    """Ids of the chunks given to the LLM for the turn (``<file stem>#<section>``)."""
+    retrieval_error: str | None = None
+    """Why retrieval failed (index missing or corrupt, a timeout): the agent answered without
+    context."""
 
 
 class HistoryItem(_Model):

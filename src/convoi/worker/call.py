@@ -27,7 +27,7 @@ import contextlib
 import dataclasses
 import json
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -40,6 +40,7 @@ from convoi.agent import CallControls, ConvoiAgent, TransferOutcome
 from convoi.callspec import CallSpecError, ResolvedCall, resolve_call
 from convoi.definitions.ids import CallId
 from convoi.definitions.models import TransferDestination
+from convoi.knowledge.retrieval import Retrieval
 from convoi.lifecycle import EndedReason, Fault, TerminalStatus
 from convoi.pipeline.factory import PipelineError, build_pipeline, serving_model
 from convoi.reporting.channel import ReportingChannel
@@ -683,6 +684,11 @@ class Call(CallControls):
             logger.info("call transferred", extra=fields)
             self.end_soon("transferred")
         return TransferOutcome(report.succeeded, report.error)
+
+    async def retrieve_knowledge(self, kb_ids: Sequence[str], query: str) -> Retrieval | None:
+        """Search the job process's knowledge index for the caller's turn (never raises)."""
+        retriever = self._resources.knowledge
+        return await retriever.retrieve(kb_ids, query) if retriever is not None else None
 
     def _bridge_limit(self) -> float:
         """Longest a warm transfer's bridge is kept up: the agent's call duration limit."""

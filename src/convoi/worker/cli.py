@@ -4,6 +4,7 @@
     convoi-worker dev                        development worker (text logs, reload)
     convoi-worker console                    livekit's local console (needs libportaudio2)
     convoi-worker check-config [--config DIR]
+    convoi-worker index [--config DIR] [--force]   build the knowledge index (if stale)
     convoi-worker check-call FILE [--config DIR] [--json]
     convoi-worker outbox status|dead-letters|requeue   the event outbox (see convoi.reporting.outbox_cli)
 
@@ -25,6 +26,7 @@ from typing import Any
 from convoi.callspec import CallSpecError, ResolvedCall, resolve_call
 from convoi.definitions.loader import ConfigError, LoadResult, load_definitions
 from convoi.definitions.prices import PriceList
+from convoi.knowledge.check import document_issues
 from convoi.pipeline import describe
 from convoi.reporting import outbox_cli
 from convoi.settings import WorkerSettings
@@ -56,7 +58,7 @@ def _load(config: Path) -> LoadResult | None:
 def check_config(config: Path) -> int:
     """Validate every definition and print a summary; 1 on any error."""
     result = _load(config)
-    if result is None:
+    if result is None or not _documents_ok(result, config):
         return 1
     defs = result.definitions
     prices = defs.prices
@@ -72,6 +74,30 @@ def check_config(config: Path) -> int:
     )
     for warning in result.warnings:
         print(f"warning: {warning}", file=sys.stderr)
+    return 0
+
+
+def _documents_ok(result: LoadResult, config: Path) -> bool:
+    """Print every problem of the knowledge bases' documents; False if there is one."""
+    issues = document_issues(result, config)
+    for issue in issues:
+        print(str(issue), file=sys.stderr)
+    if issues:
+        print(f"\n{len(issues)} problem(s) in {config}", file=sys.stderr)
+    return not issues
+
+
+def build_knowledge_index(config: Path, *, force: bool = False) -> int:
+    """``convoi-worker index``: build the knowledge index of ``config`` unless it is up to date."""
+    from convoi.knowledge.settings import KnowledgeSettings
+    from convoi.knowledge.startup import prepare_index
+
+    result = _load(config)
+    if result is None or not _documents_ok(result, config):
+        return 1
+    plan, built = prepare_index(result.definitions, config, KnowledgeSettings(), force=force)
+    state = "built" if built else "up to date"
+    print(f"knowledge index {state}: {plan.path} ({len(plan.documents)} documents)")
     return 0
 
 
@@ -253,8 +279,10 @@ def _run_livekit(argv: list[str]) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     settings = config.settings
-    if _load(settings.config_dir) is None:
+    loaded = _load(settings.config_dir)
+    if loaded is None or not _documents_ok(loaded, settings.config_dir):
         return 1
+    config = _with_knowledge_index(config, loaded)
     missing = settings.missing_provider_keys()
     if missing and argv[0] == "start":
         print(
@@ -278,6 +306,21 @@ def _run_livekit(argv: list[str]) -> int:
         )
         return 1
     return code
+
+
+def _with_knowledge_index(config: Any, loaded: LoadResult) -> Any:
+    """Build the knowledge index when stale, in this (main) process before any job process
+    starts, and tell the job processes where it is."""
+    import dataclasses
+
+    from convoi.knowledge.startup import prepare_index
+
+    try:
+        plan, _ = prepare_index(loaded.definitions, config.settings.config_dir, config.knowledge)
+    except Exception as exc:  # calls still run; every turn reports the missing index
+        print(f"warning: could not build the knowledge index: {exc}", file=sys.stderr)
+        return config
+    return dataclasses.replace(config, knowledge_index=plan.path)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -308,10 +351,15 @@ def main(argv: list[str] | None = None) -> int:
     ck.add_argument("--config", type=Path, default=None)
     ck.add_argument("--json", action="store_true", help="machine-readable output")
     outbox_cli.add_parser(sub)
+    ix = sub.add_parser("index", help="build the knowledge index unless it is up to date")
+    ix.add_argument("--config", type=Path, default=None)
+    ix.add_argument("--force", action="store_true", help="rebuild even when up to date")
     args = parser.parse_args(argv)
     if args.command == "outbox":
         return outbox_cli.run(args)
     config = args.config or WorkerSettings().config_dir
+    if args.command == "index":
+        return build_knowledge_index(config, force=args.force)
     if args.command == "check-config":
         return check_config(config)
     return check_call(args.file, config, args.json)

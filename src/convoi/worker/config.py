@@ -8,7 +8,8 @@ and silero's VAD, loaded once per process), which every call of that process use
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
 from livekit import rtc
 from livekit.agents import JobProcess, vad
@@ -16,6 +17,9 @@ from livekit.plugins import silero  # plugins register on import, which must be 
 
 from convoi.definitions.loader import load_definitions
 from convoi.definitions.models import Definitions
+from convoi.knowledge.retrieval import Retriever
+from convoi.knowledge.settings import KnowledgeSettings
+from convoi.knowledge.startup import open_retriever
 from convoi.pipeline.tls import shared_tls_context
 from convoi.reporting.delivery import DeliverySettings
 from convoi.settings import WorkerSettings
@@ -38,6 +42,11 @@ class WorkerConfig:
     """Where the Prometheus endpoint is served."""
     dialer: Dialer
     """How outbound calls are dialled: :func:`convoi.telephony.dial` (CreateSIPParticipant)."""
+    knowledge: KnowledgeSettings = field(default_factory=KnowledgeSettings)
+    """Where the knowledge index lives and how many chunks a turn gets."""
+    knowledge_index: Path | None = None
+    """The index the main process built or found at start-up (None: job processes look for the
+    one the current documents belong to)."""
 
     @classmethod
     def from_env(cls) -> WorkerConfig:
@@ -62,20 +71,28 @@ class JobResources:
     apology: tuple[rtc.AudioFrame, ...] = ()
     """The pre-rendered apology played when every provider of a kind fails
     (:mod:`convoi.worker.apology`)."""
+    knowledge: Retriever | None = None
+    """Searches the knowledge index, opened read-only once per job process (None: no
+    retrieval)."""
 
     @classmethod
     def load(cls, config: WorkerConfig, *, with_vad: bool = True) -> JobResources:
-        """Load the definitions, the apology audio and (unless ``with_vad`` is False) silero's
-        VAD."""
+        """Load the definitions, the apology audio, the knowledge index (read-only) and (unless
+        ``with_vad`` is False) silero's VAD."""
         shared_tls_context()  # built here, before any call, instead of once per LLM client
         vad_model: vad.VAD | None = None
         if with_vad:
             vad_model = silero.VAD.load()
+        config_dir = config.settings.config_dir
+        definitions = load_definitions(config_dir).definitions
         return cls(
             config=config,
-            definitions=load_definitions(config.settings.config_dir).definitions,
+            definitions=definitions,
             vad=vad_model,
             apology=load_apology(),
+            knowledge=open_retriever(
+                definitions, config_dir, config.knowledge, config.knowledge_index
+            ),
         )
 
     def install(self, proc: JobProcess) -> None:

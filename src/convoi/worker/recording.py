@@ -8,9 +8,11 @@ separately, by :class:`convoi.reporting.usage.UsageTracker`.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from livekit.agents import llm
 
+from convoi.knowledge.retrieval import RETRIEVAL_EXTRA_KEY
 from convoi.reporting.events import TranscriptEntry, TurnLatency
 from convoi.worker import metrics as worker_metrics
 
@@ -33,7 +35,7 @@ class TranscriptRecorder:
         """Spoken messages, in order."""
         self.latency: list[TurnLatency] = []
         """One entry per agent turn that has latency metrics."""
-        self._last_user_metrics: dict[str, float] = {}
+        self._last_user_metrics: dict[str, Any] = {}
 
     def record(self, item: llm.ChatItem) -> None:
         """Record one committed chat item (only user and assistant messages count)."""
@@ -56,11 +58,18 @@ class TranscriptRecorder:
         }
         if item.role == "user":
             self._last_user_metrics = {k: metrics[k] for k in _USER_METRICS if k in metrics}
+            retrieval = item.extra.get(RETRIEVAL_EXTRA_KEY) or dict(item.metrics or {}).get(
+                RETRIEVAL_EXTRA_KEY
+            )
+            if isinstance(retrieval, dict):  # see convoi.knowledge.retrieval
+                self._last_user_metrics.update(retrieval)
             return
         agent_metrics = {k: metrics[k] for k in _AGENT_METRICS if k in metrics}
         worker_metrics.observe_turn_latency(agent_metrics.get("e2e_latency"))
         if agent_metrics or self._last_user_metrics:
             self.latency.append(
-                TurnLatency(member=member, **self._last_user_metrics, **agent_metrics)
+                TurnLatency.model_validate(
+                    {"member": member, **self._last_user_metrics, **agent_metrics}
+                )
             )
         self._last_user_metrics = {}

@@ -38,7 +38,8 @@ Scenario (YAML or JSON; unknown keys are rejected)::
       - when: {last_user_contains: "bill"}
         say: "Sure, let me help with your bill."
       - when: {turn: 0}     # number of user messages (0 = greeting); also greeting: true|false,
-        say: "Hello!"       # always: true, system_contains: "..."; `max_uses: N` caps a rule
+        say: "Hello!"       # always: true, system_contains: "...", context_contains: "..." (what
+                            # this turn added, e.g. knowledge excerpts); `max_uses: N` caps a rule
     default_reply: "Okay."
     latency: {stt_final_ms: 0, llm_ttft_ms: 0, llm_chunk_ms: 0, tts_ttfb_ms: 0}
     faults:                 # per provider, 1-based request number since the last reset

@@ -74,6 +74,22 @@ def _tool_results_after_last_user(messages: list[dict[str, Any]]) -> set[str]:
     } - {""}
 
 
+def _turn_contains(messages: list[dict[str, Any]], needles: str | list[str]) -> bool:
+    """Whether every needle is in a message this turn added (after the assistant's last reply
+    that precedes the last user message)."""
+    users = _user_indices(messages)
+    if not users:
+        return False
+    start = 0
+    for i in range(users[-1], -1, -1):
+        if messages[i].get("role") == "assistant":
+            start = i + 1
+            break
+    text = " ".join(message_text(m).lower() for m in messages[start:])
+    wanted = [needles] if isinstance(needles, str) else needles
+    return all(n.lower() in text for n in wanted)
+
+
 def _matches(when: When, messages: list[dict[str, Any]]) -> bool:
     users = _user_indices(messages)
     last_user = message_text(messages[users[-1]]).lower() if users else None
@@ -98,6 +114,8 @@ def _matches(when: When, messages: list[dict[str, Any]]) -> bool:
         ]
         if not any(needle in s for s in systems):
             return False
+    if when.context_contains is not None and not _turn_contains(messages, when.context_contains):
+        return False
     return not (
         when.has_tool_result is not None
         and when.has_tool_result not in _tool_results_after_last_user(messages)

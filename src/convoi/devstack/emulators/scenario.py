@@ -50,6 +50,9 @@ class When(_Strict):
     - ``system_contains``: case-insensitive substring of any system/developer message.
     - ``has_tool_result``: a tool result for a call of this tool name appears after the last
       user message.
+    - ``context_contains``: case-insensitive substring of any message after the last assistant
+      message before the last user message, i.e. of what this turn added (the user's words and
+      context such as knowledge-base excerpts); a list matches when every entry is there.
     """
 
     always: bool | None = None
@@ -58,6 +61,7 @@ class When(_Strict):
     greeting: bool | None = None
     system_contains: str | None = None
     has_tool_result: str | None = None
+    context_contains: str | list[str] | None = None
 
 
 class ToolCallSpec(_Strict):
