@@ -45,7 +45,9 @@ async def test_a_killed_job_process_ends_its_call_failed_worker_error(
             livekit_server.api_secret,
             agent_name=worker.agent_name,
             spec=spec,
-            script=CallerScript(utterances=[], hang_up_after=False, max_wait_s=120),
+            script=CallerScript(
+                utterances=[], hang_up_after=False, wait_for_room_close=True, max_wait_s=180
+            ),
             name="Dana",
             room_prefix="e2e-crash",
         )

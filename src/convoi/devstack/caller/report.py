@@ -207,6 +207,9 @@ class CallerScript:
     record_sample_rate: int = 16000
     ignore_track_names: tuple[str, ...] = ("background_audio",)
     """Agent tracks not to listen to (livekit-agents' background audio player track)."""
+    wait_for_room_close: bool = False
+    """With ``hang_up_after`` False: stay until the server closes the room, whichever agents come
+    and go (a call whose job processes are killed and resumed)."""
     follow_new_agent: bool = False
     """When the agent has left, take the next agent that joins as the agent (a resumed call)."""
     before_turn: Callable[[int], Awaitable[None]] | None = None

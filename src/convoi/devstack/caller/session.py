@@ -382,7 +382,8 @@ class _Caller:
 
             if not script.hang_up_after:
                 step = "agent hang-up"
-                await self.wait_until(step, self.agent_gone, script.max_wait_s)
+                gone = (lambda: self.room_closed) if script.wait_for_room_close else self.agent_gone
+                await self.wait_until(step, gone, script.max_wait_s)
         except _StepFailed as e:
             self.emit("error", str(e), step=step)
         except asyncio.CancelledError:
