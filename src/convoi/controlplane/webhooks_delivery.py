@@ -76,11 +76,12 @@ class WebhookDeliverer:
         self._task: asyncio.Task[None] | None = None
         self._in_flight: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
+        self._stopping = False
 
     def start(self) -> None:
         """Start delivering (in the running event loop)."""
         if self._task is None:
-            self._wake = asyncio.Event()
+            self._wake, self._stopping = asyncio.Event(), False
             self._client = httpx.AsyncClient(
                 timeout=self._timeout,
                 follow_redirects=False,
@@ -90,7 +91,13 @@ class WebhookDeliverer:
             self._task = asyncio.create_task(self._run(), name="convoi-webhooks")
 
     async def stop(self) -> None:
-        """Stop: cancel attempts in flight (their claims lapse; they are retried later)."""
+        """Stop: cancel attempts in flight (their claims lapse; they are retried later).
+
+        The loop also stops on a flag: Python 3.11's ``asyncio.wait_for`` can swallow a
+        cancellation that arrives as its inner wait completes (an attempt cancelled here wakes the
+        loop at that very moment), and the loop would then run on and never be awaited."""
+        self._stopping = True
+        self._wake.set()
         tasks = [t for t in (self._task, *self._in_flight) if t is not None]
         for task in tasks:
             task.cancel()
@@ -107,7 +114,7 @@ class WebhookDeliverer:
         self._wake.set()
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopping:
             free = self._concurrency - len(self._in_flight)
             if free > 0:
                 try:
@@ -115,7 +122,7 @@ class WebhookDeliverer:
                 except Exception:
                     logger.exception("webhook outbox claim failed; trying again")
                     claimed = []
-                for delivery in claimed:
+                for delivery in claimed if not self._stopping else []:
                     task = asyncio.create_task(self._deliver(delivery), name="convoi-webhook")
                     self._in_flight.add(task)
                     task.add_done_callback(self._done)
