@@ -60,7 +60,7 @@ def sip_api(
         work,
         artifacts_dir / "worker-sip-dtmf.log",
         agent_name=AGENT_NAME,
-        extra_env={"CONVOI_CONFIG_DIR": str(config)},
+        config_dir=config,
     ) as sip:
         yield sip
 

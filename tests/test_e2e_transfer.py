@@ -1,7 +1,7 @@
 """Transfers to a human, end to end over the real SIP bridge (SIPp phones, livekit-sip).
 
-The sales agent gets two destinations in a test-only copy of ``agents_config/`` (the worker runs
-with ``CONVOI_CONFIG_DIR``): ``billing_desk`` (cold, E.164: a SIP REFER to ``tel:+1…``) and
+The sales agent gets two destinations in a test-only copy of ``agents_config/`` (the control plane
+seeds its definitions from it and embeds the agent in the dispatch): ``billing_desk`` (cold, E.164: a SIP REFER to ``tel:+1…``) and
 ``supervisor`` (warm, ``sip:desk@127.0.0.1:5082``: a second SIPp, the human, on its own SIP and
 media ports). The scripted LLM calls ``transfer_call`` when the caller asks; the briefing session
 (livekit's ``WarmTransferTask``) calls ``connect_to_caller`` when the human speaks.
@@ -111,7 +111,7 @@ def transfer_api(
         tmp_path_factory.mktemp("transfer-api"),
         artifacts_dir / "worker-transfer.log",
         agent_name=AGENT_NAME,
-        extra_env={"CONVOI_CONFIG_DIR": str(config)},
+        config_dir=config,
     ) as sip:
         yield sip
 

@@ -38,9 +38,18 @@ class WorkerSettings(BaseSettings):
     num_idle_processes: int | None = Field(None, alias="CONVOI_NUM_IDLE_PROCESSES", ge=0, le=32)
     """Job processes kept warm; default is livekit-agents' (one per CPU, at most 4)."""
     load_threshold: float | None = Field(None, alias="CONVOI_LOAD_THRESHOLD", gt=0)
-    """Worker load (0-1, CPU based) above which it stops taking calls; default livekit-agents'
-    (0.7 in ``start``). ``inf`` never refuses and reports no load to LiveKit (single-worker
-    devstacks and tests on busy machines)."""
+    """Worker load (0-1) at which it stops taking calls; default 1.0 with the worker's own load
+    (``CONVOI_MAX_CALLS``, ``CONVOI_CPU_BUDGET``), livekit-agents' 0.7 with ``machine`` load.
+    ``inf`` never refuses and reports no load to LiveKit (single-worker devstacks and tests on
+    busy machines)."""
+    load: Literal["own", "machine"] = Field("own", alias="CONVOI_LOAD")
+    """What the load counts: ``own`` (the worker's calls and its own processes' CPU; see
+    docs/operations.md) or ``machine`` (livekit-agents' default: the whole machine's CPU)."""
+    max_calls: int | None = Field(None, alias="CONVOI_MAX_CALLS", ge=1, le=1000)
+    """Calls this worker conducts at once (``own`` load); default 8 per CPU."""
+    cpu_budget: float = Field(0.9, alias="CONVOI_CPU_BUDGET", gt=0, le=1)
+    """Share of the machine's CPUs the worker's own processes may use before it is full
+    (``own`` load)."""
     process_init_timeout_seconds: float = Field(
         30.0, alias="CONVOI_PROCESS_INIT_TIMEOUT_SECONDS", ge=1, le=600
     )

@@ -4,17 +4,23 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 from typing import Any
 
 from livekit.agents import AgentServer
 
 from convoi.reporting.channel import ReportingChannel
+from convoi.settings import WorkerSettings
+from convoi.worker.capacity import OwnLoad
 from convoi.worker.config import WorkerConfig
 from convoi.worker.entrypoint import entrypoint, prewarm
 from convoi.worker.metrics import metrics_server_options
 from convoi.worker.supervision import watch_job_processes
 
-__all__ = ["MAIN_PROCESS_POLL_SECONDS", "build_server"]
+__all__ = ["CALLS_PER_CPU", "MAIN_PROCESS_POLL_SECONDS", "build_server"]
+
+CALLS_PER_CPU = 8
+"""Default ``CONVOI_MAX_CALLS`` per CPU of the machine (see BENCHMARKS.md, capacity)."""
 
 MAIN_PROCESS_POLL_SECONDS = 2.0
 """How often the worker's main process looks for undelivered events in the outbox."""
@@ -28,13 +34,8 @@ def build_server(config: WorkerConfig) -> AgentServer:
     kwargs: dict[str, Any] = {}
     if settings.num_idle_processes is not None:
         kwargs["num_idle_processes"] = settings.num_idle_processes
-    if settings.load_threshold is not None:
-        kwargs["load_threshold"] = settings.load_threshold
-        if math.isinf(settings.load_threshold):
-            # livekit-server also weighs the load a worker reports: report none, so a busy
-            # machine's CPU never makes the only worker look full
-            kwargs["load_fnc"] = _no_load
-    server = AgentServer(
+    kwargs.update(_load_options(settings))
+    server = _ConvoiServer(
         setup_fnc=functools.partial(prewarm, config),
         ws_url=settings.livekit_url,
         api_key=settings.livekit_api_key,
@@ -51,8 +52,39 @@ def build_server(config: WorkerConfig) -> AgentServer:
     return server
 
 
+def _load_options(settings: WorkerSettings) -> dict[str, Any]:
+    """``load_fnc`` and ``load_threshold`` for the settings (see convoi.worker.capacity)."""
+    threshold = settings.load_threshold
+    if threshold is not None and math.isinf(threshold):
+        # livekit-server also weighs the load a worker reports: report none, so a busy
+        # machine's CPU never makes the only worker look full
+        return {"load_threshold": threshold, "load_fnc": _no_load}
+    if settings.load == "machine":
+        return {} if threshold is None else {"load_threshold": threshold}
+    max_calls = settings.max_calls or CALLS_PER_CPU * (os.cpu_count() or 1)
+    return {
+        "load_threshold": 1.0 if threshold is None else threshold,
+        "load_fnc": OwnLoad(max_calls, settings.cpu_budget),
+    }
+
+
 def _no_load() -> float:
     return 0.0
+
+
+class _ConvoiServer(AgentServer):
+    """livekit's AgentServer, with calls accepted but not yet launched counted as call slots.
+
+    livekit-agents 1.8.9 counts each reserved slot (said "available", not launched yet) of an
+    idle worker as ``load_threshold / num_idle_processes``, so a burst of three dispatches to an
+    idle worker with two warm processes refused the third, and livekit-server, with no other
+    worker, dropped it. With the worker's own load a reserved call is one call slot."""
+
+    def _get_effective_load(self) -> float:
+        own = self.load_fnc
+        if not isinstance(own, OwnLoad):
+            return super()._get_effective_load()
+        return self._worker_load + self._reserved_slots / own.max_calls
 
 
 def _send_leftover_events_from_the_main_process(server: AgentServer, config: WorkerConfig) -> None:
