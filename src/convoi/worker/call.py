@@ -60,6 +60,7 @@ from convoi.worker import metrics
 from convoi.worker.apology import ProviderFaults
 from convoi.worker.config import JobResources
 from convoi.worker.dtmf import KeypadInput, publish_keys
+from convoi.worker.greeting_audio import GreetingRender
 from convoi.worker.limits import LimitsWatch
 from convoi.worker.log import logger
 from convoi.worker.phone import dial_customer
@@ -284,7 +285,7 @@ class Call(CallControls):
         elif call.spec.type == "outbound_phone":
             identity = await self._dial(call, built)
         else:
-            identity = await self._wait_for_web_participant()
+            identity = await self._wait_for_web_participant(call, built)
         if identity is not None and not self.ended:
             await self._start_session(built, identity)
 
@@ -320,8 +321,13 @@ class Call(CallControls):
         )
         return result.identity
 
-    async def _wait_for_web_participant(self) -> str | None:
-        """The browser participant's identity, or None (ended) if it never joins."""
+    async def _wait_for_web_participant(
+        self, call: ResolvedCall, built: BuiltSession
+    ) -> str | None:
+        """The browser participant's identity, or None (ended) if it never joins. The greeting
+        is synthesised while the browser joins (see worker/greeting_audio.py)."""
+        engine = built.agent.tts if isinstance(built.agent.tts, tts.TTS) else None
+        greeting = GreetingRender(engine, call.start_agent.greeting)
         try:
             participant = await asyncio.wait_for(
                 self._job.wait_for_participant(
@@ -331,15 +337,26 @@ class Call(CallControls):
             )
         except TimeoutError:
             logger.warning("participant never joined", extra=self.log_fields)
+            greeting.cancel()
             await self.end("participant_never_joined")
             return None
+        except BaseException:
+            greeting.cancel()
+            raise
+        self._greeting_audio = await greeting.collect(self.log_fields)
+        if self._greeting_audio and self._usage is not None:
+            self._usage.add_tts_characters(call.start, len(greeting.text))
         return participant.identity
 
     async def _start_session(self, built: BuiltSession, identity: str | None) -> None:
         """The call is active: start the AgentSession with the caller (None: console)."""
         assert self.reporter is not None
         self._caller = identity
-        await self.reporter.active(self._resources.config.delivery.progress_interval)
+        # written while the session starts and the greeting plays, not before them
+        activation = asyncio.create_task(
+            self.reporter.active(self._resources.config.delivery.progress_interval),
+            name="convoi-call-active",
+        )
         metrics.call_started()
         if self._limits is not None:
             self._limits.start()
@@ -358,7 +375,10 @@ class Call(CallControls):
             await self._start(built.session, built.agent, identity)
         except BaseException:
             self._session_started = False  # nothing to close
+            with contextlib.suppress(Exception):
+                await activation
             raise
+        await activation
         if self._detection is not None:
             self._detection.start()  # the greeting waits for its verdict
         if identity is not None and self._is_phone:  # the caller's keypad: see worker/dtmf.py
@@ -625,7 +645,7 @@ class Call(CallControls):
         return None
 
     def take_greeting_audio(self) -> list[rtc.AudioFrame] | None:
-        """The greeting rendered while the phone rang, once."""
+        """The greeting rendered while the phone rang or the browser joined, once."""
         frames, self._greeting_audio = self._greeting_audio, None
         return frames
 

@@ -32,9 +32,7 @@ CPU_WINDOW = 5
 """Samples in the CPU moving average (livekit samples the load every 0.5 s: 2.5 s)."""
 
 
-def load_figure(
-    active_calls: int, max_calls: int, cpu_share: float, cpu_budget: float
-) -> float:
+def load_figure(active_calls: int, max_calls: int, cpu_share: float, cpu_budget: float) -> float:
     """The worker's load, 0 (idle) to 1 (full): the larger of its call slots in use and its own
     CPU share over its budget. Pure."""
     slots = active_calls / max_calls if max_calls > 0 else 1.0

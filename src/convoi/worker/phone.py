@@ -10,7 +10,6 @@ with (:meth:`convoi.worker.call.Call.end`).
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -18,15 +17,13 @@ from typing import Any
 from livekit import api, rtc
 from livekit.agents import tts
 
-from convoi.agent import presynthesize
 from convoi.callspec import ResolvedCall
 from convoi.telephony import Dialer, DialOutcome, TrunkConfigError, phone_identity
+from convoi.worker.greeting_audio import GREETING_GRACE_SECONDS, GreetingRender
 from convoi.worker.log import logger
 
 __all__ = ["BRIDGE_DURATION_GRACE_SECONDS", "GREETING_GRACE_SECONDS", "Answered", "dial_customer"]
 
-GREETING_GRACE_SECONDS = 2.0
-"""How long an answered call waits for a greeting still being rendered before speaking it live."""
 BRIDGE_DURATION_GRACE_SECONDS = 60.0
 """livekit-sip hangs up ``max_duration_seconds`` plus this after the answer, should the worker not."""
 
@@ -59,12 +56,7 @@ async def dial_customer(
     assert spec.customer is not None and call.phone_number is not None  # resolve_call checks
     limits = call.start_agent.agent.limits
     identity = phone_identity(spec.customer.number)
-    text = call.start_agent.greeting
-    greeting = (
-        asyncio.create_task(presynthesize(greeting_tts, text), name="convoi-greeting-tts")
-        if text and greeting_tts is not None
-        else None
-    )
+    greeting = GreetingRender(greeting_tts, call.start_agent.greeting)
     try:
         result = await dialer(
             lkapi,
@@ -82,14 +74,16 @@ async def dial_customer(
     else:
         if result.answered:
             logger.info("call answered", extra={**log_fields, "participant": identity})
-            frames = await _collect_greeting(greeting, log_fields)
+            frames = await greeting.collect(log_fields)
             return Answered(
-                identity, frames, len(text or "") if frames else 0, answered_at=result.answered_at
+                identity,
+                frames,
+                len(greeting.text) if frames else 0,
+                answered_at=result.answered_at,
             )
         assert result.outcome is not None
         outcome = result.outcome
-    if greeting is not None:
-        greeting.cancel()
+    greeting.cancel()
     logger.info(
         "call not answered",
         extra={
@@ -100,19 +94,3 @@ async def dial_customer(
         },
     )
     return outcome
-
-
-async def _collect_greeting(
-    task: asyncio.Task[list[rtc.AudioFrame]] | None, log_fields: Mapping[str, Any]
-) -> list[rtc.AudioFrame] | None:
-    """The pre-rendered greeting if it is ready (or nearly: 2 s); else None (spoken live)."""
-    if task is None:
-        return None
-    try:
-        return await asyncio.wait_for(asyncio.shield(task), timeout=GREETING_GRACE_SECONDS)
-    except TimeoutError:
-        task.cancel()
-        logger.warning("greeting not pre-rendered in time; speaking it live", extra=log_fields)
-    except Exception as exc:  # the live path will report provider errors properly
-        logger.warning("could not pre-render the greeting: %s", exc, extra=dict(log_fields))
-    return None
