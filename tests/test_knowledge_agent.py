@@ -53,7 +53,8 @@ async def converse(
     resolved: ResolvedCall, retriever: Retriever, turns: list[str]
 ) -> tuple[list[list[dict[str, Any]]], TranscriptRecorder]:
     """Each turn as livekit-agents runs it: ``on_user_turn_completed`` on a copy of the agent's
-    context (what the LLM is sent for the turn), then the reply; returns each turn's context."""
+    context (which it must leave unchanged, or livekit throws away a reply started early), then
+    the reply; returns what the LLM was sent for each turn."""
     harness = Harness()
     controls = DetachedControls(retriever=retriever)
     session, agent, _ = build_session(
@@ -66,18 +67,14 @@ async def converse(
         for text in turns:
             message = llm.ChatMessage(role="user", content=[text])
             turn_ctx = agent.chat_ctx.copy()
+            before = [item.id for item in turn_ctx.items]
             await agent.on_user_turn_completed(turn_ctx, new_message=message)
-            turn_ctx.insert(message)
-            sent.append(
-                [
-                    {"role": m.role, "content": m.text_content}
-                    for m in turn_ctx.items
-                    if isinstance(m, llm.ChatMessage)
-                ]
-            )
+            assert [item.id for item in turn_ctx.items] == before  # an early reply is kept
             recorder.record(message)
             reply = await session.generate_reply(user_input=text)  # the agent answers
             await reply
+            assert harness.llm is not None
+            sent.append(harness.llm.requests[-1].messages)
             for item in reply.chat_items:
                 recorder.record(item)
         kept = _texts(
@@ -157,7 +154,9 @@ async def test_each_squad_member_searches_its_own_knowledge_bases(
             message = llm.ChatMessage(role="user", content=[QUESTION])
             turn_ctx = agent.chat_ctx.copy()
             await agent.on_user_turn_completed(turn_ctx, new_message=message)
-        seen[member] = {"ctx": _texts([{"content": m.text_content} for m in turn_ctx.messages()])}
+            turn_ctx.insert(message)
+            request = await agent._knowledge.with_excerpts(turn_ctx)  # what llm_node sends
+        seen[member] = {"ctx": _texts([{"content": m.text_content} for m in request.messages()])}
         seen[member].update(message.extra.get("convoi.retrieval") or {})
         session, _, squad = build_session(
             resolved,
@@ -172,3 +171,29 @@ async def test_each_squad_member_searches_its_own_knowledge_bases(
     assert ANSWER_TEXT in seen["billing"]["ctx"]
     assert all(not c.startswith("pricing#") for c in seen["support"]["retrieval_chunks"])
     assert ANSWER_TEXT not in seen["support"]["ctx"]
+
+
+async def test_a_turn_is_searched_once_however_many_requests_it_makes(
+    index: Fts5Index,
+) -> None:
+    from convoi.agent.knowledge import TurnKnowledge
+
+    retriever, queries = Retriever(index), list[str]()
+
+    async def search(query: str) -> Any:
+        queries.append(query)
+        return await retriever.retrieve([BILLING_KB], query)
+
+    knowledge = TurnKnowledge(search)
+    ctx = llm.ChatContext()
+    ctx.add_message(role="system", content="You are helpful.")
+    ctx.add_message(role="user", content=QUESTION)
+    ctx.add_message(role="assistant", content="Let me check.")  # e.g. before a tool result
+    early, final = await knowledge.with_excerpts(ctx), await knowledge.with_excerpts(ctx)
+    assert (await knowledge.lookup(f" {QUESTION} ")) is not None
+    assert queries == [QUESTION]  # the early reply, the real one and the hook: one search
+    roles = [m.role for m in final.messages()]
+    assert roles == ["system", "user", "system", "assistant"]  # the excerpt follows the turn
+    assert ANSWER_TEXT in (final.messages()[2].text_content or "")
+    assert [m.text_content for m in early.messages()] == [m.text_content for m in final.messages()]
+    assert len(ctx.messages()) == 3  # the context given is never changed

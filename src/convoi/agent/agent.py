@@ -6,14 +6,24 @@ from collections.abc import AsyncIterable, AsyncIterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from livekit import rtc
-from livekit.agents import Agent, ModelSettings, RunContext, function_tool, llm, stt, tts
+from livekit.agents import (
+    Agent,
+    FlushSentinel,
+    ModelSettings,
+    RunContext,
+    function_tool,
+    llm,
+    stt,
+    tts,
+)
 from livekit.agents.llm import ChatContext, StopResponse, Tool
 
 from convoi.agent.controls import CallControls
 from convoi.agent.keypad import send_dtmf_tool
+from convoi.agent.knowledge import TurnKnowledge
 from convoi.agent.transfer import transfer_tool
 from convoi.callspec import EffectiveAgent
-from convoi.knowledge.retrieval import RETRIEVAL_EXTRA_KEY, context_message
+from convoi.knowledge.retrieval import RETRIEVAL_EXTRA_KEY, Retrieval
 
 if TYPE_CHECKING:
     from livekit.agents.voice.agent_session import AgentSession
@@ -87,6 +97,7 @@ class ConvoiAgent(Agent):
             id=effective.key,
         )
         self.effective = effective
+        self._knowledge = TurnKnowledge(self._search_knowledge)
 
     @property
     def controls(self) -> CallControls:
@@ -144,15 +155,16 @@ class ConvoiAgent(Agent):
         await self._add_knowledge(turn_ctx, new_message)
 
     async def _add_knowledge(self, turn_ctx: ChatContext, new_message: llm.ChatMessage) -> None:
-        """Search this agent's knowledge bases for what the caller just said and give the top
-        chunks to the LLM for this turn only (``turn_ctx``; never the kept history). What was
-        found, how long it took, or why it failed rides on ``new_message`` into the call's
-        latency figures; a failure leaves the LLM to answer without context."""
-        kb_ids = self.effective.agent.knowledge_base_ids
+        """Search this agent's knowledge bases for what the caller just said (the search a reply
+        started ahead of the turn's end is reused; see convoi.agent.knowledge). The excerpts reach
+        the LLM through :meth:`llm_node`, for this turn only; ``turn_ctx`` stays unchanged so an
+        early reply is kept. What was found, how long it took, or why it failed rides on
+        ``new_message`` into the call's latency figures; a failure leaves the LLM to answer
+        without context."""
         query = new_message.text_content or ""
-        if not kb_ids or not query.strip():
+        if not self.effective.agent.knowledge_base_ids or not query.strip():
             return
-        found = await self.controls.retrieve_knowledge(kb_ids, query)
+        found = await self._knowledge.lookup(query)
         if found is None:
             return
         new_message.extra[RETRIEVAL_EXTRA_KEY] = found.report()
@@ -160,8 +172,20 @@ class ConvoiAgent(Agent):
             # when the turn's context is unchanged livekit-agents commits its preemptive copy of
             # the message, which shares this metrics dict but not ``extra``
             new_message.metrics[RETRIEVAL_EXTRA_KEY] = found.report()  # type: ignore[literal-required]
-        if found.hits:
-            turn_ctx.add_message(role="system", content=context_message(found.hits))
+
+    async def _search_knowledge(self, query: str) -> Retrieval | None:
+        return await self.controls.retrieve_knowledge(
+            self.effective.agent.knowledge_base_ids, query
+        )
+
+    async def llm_node(
+        self, chat_ctx: ChatContext, tools: list[Tool], model_settings: ModelSettings
+    ) -> AsyncIterable[llm.ChatChunk | str | FlushSentinel]:
+        """The default LLM node, given the knowledge-base excerpts for the caller's last turn."""
+        if self.effective.agent.knowledge_base_ids:
+            chat_ctx = await self._knowledge.with_excerpts(chat_ctx)
+        async for chunk in Agent.default.llm_node(self, chat_ctx, tools, model_settings):
+            yield chunk
 
     async def _end_call(self, context: RunContext[CallControls]) -> None:
         await context.wait_for_playout()
