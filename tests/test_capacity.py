@@ -99,3 +99,18 @@ def test_a_burst_to_an_idle_worker_counts_one_call_slot_per_reserved_call() -> N
     assert server._get_effective_load() == 0.5
     server._reserved_slots = 16
     assert server._get_effective_load() == 1.0  # full: the 17th is refused
+
+
+def test_the_forkserver_skips_livekits_unused_local_models_and_preloads_convoi(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import os
+
+    from convoi.worker import server as server_module
+    from convoi.worker.config import WorkerConfig
+
+    monkeypatch.setenv(server_module.PRELOAD_LOCAL_INFERENCE_ENV, "restored after the test")
+    monkeypatch.delenv(server_module.PRELOAD_LOCAL_INFERENCE_ENV)
+    built = server_module.build_server(WorkerConfig.from_env())
+    assert os.environ[server_module.PRELOAD_LOCAL_INFERENCE_ENV] == "0"  # ~244 MB not loaded
+    assert "convoi.worker.entrypoint" in built._preload_modules

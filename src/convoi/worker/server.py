@@ -24,6 +24,9 @@ PRELOADED_MODULES = ("convoi.worker.entrypoint",)
 what it imports: pydantic models, numpy, the definitions' loaders) already loaded, its pages
 shared copy-on-write, instead of importing it itself (about a second on a busy 2-core machine)."""
 
+PRELOAD_LOCAL_INFERENCE_ENV = "LIVEKIT_AGENTS_PRELOAD_LOCAL_INFERENCE"
+"""livekit-agents' switch for preloading its local inference models in the forkserver."""
+
 CALLS_PER_CPU = 8
 """Default ``CONVOI_MAX_CALLS`` per CPU of the machine (see BENCHMARKS.md, capacity)."""
 
@@ -36,6 +39,9 @@ def build_server(config: WorkerConfig) -> AgentServer:
 
     ``config`` travels to every job process with the setup and entrypoint functions."""
     settings = config.settings
+    # livekit's forkserver would load its local end-of-turn model (~244 MB) and VAD for every
+    # job to share; Convoi's pipelines use neither (silero VAD, VAD turn detection)
+    os.environ.setdefault(PRELOAD_LOCAL_INFERENCE_ENV, "0")
     kwargs: dict[str, Any] = {}
     if settings.num_idle_processes is not None:
         kwargs["num_idle_processes"] = settings.num_idle_processes
