@@ -186,3 +186,18 @@ async def test_voice_sessions_use_only_local_turn_and_interruption_detection(
     )
     assert session.interruption_detection == "vad"
     assert session.turn_detection == "vad"
+
+
+async def test_an_early_reply_is_synthesised_early_unless_turned_off(defs: Definitions) -> None:
+    """livekit's preemptive generation runs the TTS too (its audio is ready when the turn ends)."""
+    harness = Harness([])
+    session, _, _ = build_session(
+        web_call(defs), WorkerSettings(), vad=object(), pipeline_factory=harness.factory
+    )
+    assert session.options.preemptive_generation["enabled"] is True
+    assert session.options.preemptive_generation["preemptive_tts"] is True
+    off = WorkerSettings.model_validate({"CONVOI_PREEMPTIVE_TTS": "false"})
+    session, _, _ = build_session(
+        web_call(defs), off, vad=object(), pipeline_factory=harness.factory
+    )
+    assert session.options.preemptive_generation["preemptive_tts"] is False

@@ -64,6 +64,10 @@ class WorkerSettings(BaseSettings):
     )
     """A web call whose browser has not joined this long after the job started ends ``failed`` /
     ``participant_never_joined`` and frees its job process."""
+    preemptive_tts: bool = Field(True, alias="CONVOI_PREEMPTIVE_TTS")
+    """Synthesise a reply started before the caller's turn is confirmed (livekit's preemptive
+    generation) right away, so its audio is ready when the turn ends; the TTS characters of a
+    reply thrown away (the caller went on speaking) are billed. ``false``: LLM only."""
 
     resume_apology: str = Field(
         "Sorry, I lost you for a moment.", alias="CONVOI_RESUME_APOLOGY", min_length=1

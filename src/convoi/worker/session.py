@@ -71,6 +71,7 @@ def build_session(
             "turn_detection": "vad" if vad is not None else None,
             # "adaptive" interruption detection calls LiveKit Cloud; plain VAD runs locally
             "interruption": {"mode": "vad"},
+            "preemptive_generation": {"enabled": True, "preemptive_tts": settings.preemptive_tts},
         },
         userdata=userdata,
         conn_options=session_connect_options(),  # bounded retries: see convoi.pipeline.factory
