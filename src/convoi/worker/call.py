@@ -265,7 +265,14 @@ class Call(CallControls):
         if self._job.is_fake_job():  # console: the terminal is the caller
             await self._start_session(built, None)
             return
-        await self._job.connect()
+        web = call.spec.type == "web" and self._resume is None
+        greeting = self._render_greeting(call, built) if web else None  # while the room connects
+        try:
+            await self._job.connect()
+        except BaseException:
+            if greeting is not None:
+                greeting.cancel()
+            raise
         if self.call_id is not None:  # the hang-up API (worker/remote_end.py)
             self._remote_end = RemoteEnd(
                 self._job.room, self.call_id, self._on_api_hangup, log_fields=self.log_fields
@@ -285,7 +292,7 @@ class Call(CallControls):
         elif call.spec.type == "outbound_phone":
             identity = await self._dial(call, built)
         else:
-            identity = await self._wait_for_web_participant(call, built)
+            identity = await self._wait_for_web_participant(call, greeting)
         if identity is not None and not self.ended:
             await self._start_session(built, identity)
 
@@ -321,13 +328,17 @@ class Call(CallControls):
         )
         return result.identity
 
-    async def _wait_for_web_participant(
-        self, call: ResolvedCall, built: BuiltSession
-    ) -> str | None:
-        """The browser participant's identity, or None (ended) if it never joins. The greeting
-        is synthesised while the browser joins (see worker/greeting_audio.py)."""
+    def _render_greeting(self, call: ResolvedCall, built: BuiltSession) -> GreetingRender:
+        """Start synthesising the start member's greeting (see worker/greeting_audio.py)."""
         engine = built.agent.tts if isinstance(built.agent.tts, tts.TTS) else None
-        greeting = GreetingRender(engine, call.start_agent.greeting)
+        return GreetingRender(engine, call.start_agent.greeting)
+
+    async def _wait_for_web_participant(
+        self, call: ResolvedCall, greeting: GreetingRender | None
+    ) -> str | None:
+        """The browser participant's identity, or None (ended) if it never joins; by then the
+        ``greeting`` (synthesised while the room connected and the browser joined) is ready."""
+        greeting = greeting or GreetingRender(None, None)
         try:
             participant = await asyncio.wait_for(
                 self._job.wait_for_participant(
