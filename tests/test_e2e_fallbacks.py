@@ -141,7 +141,10 @@ async def test_a_stalled_tts_is_replaced_by_its_fallback(
     emulators: EmulatorsProcess,
     receiver: ReceiverProcess,
 ) -> None:
-    emulators.load_scenario(scenario([{"provider": "tts", "on_request": 1, "kind": "stall"}]))
+    # request 1 is the greeting rendered while the caller joins (given up after 2 s), request 2
+    # the greeting spoken live: both stall, so the session's fallback adapter moves to flash
+    stalls = [{"provider": "tts", "on_request": n, "kind": "stall"} for n in (1, 2)]
+    emulators.load_scenario(scenario(stalls))
     spec = web_spec({"tts": [{"voice_id": "rachel", "model": "eleven_flash_v2_5"}]})
     report = await call(livekit_server, worker, spec, utterances=[QUESTION])
     ended = await ended_event(receiver, spec["call_id"])

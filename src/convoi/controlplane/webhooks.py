@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 from convoi.controlplane.db.models import WebhookDelivery, WebhookEndpoint, utcnow
 from convoi.controlplane.errors import InvalidRequest, NotFound, PermissionDenied
 from convoi.controlplane.keys import Principal
+from convoi.controlplane.webhooks_targets import blocked_host
 
 __all__ = [
     "MAX_ENDPOINTS",
@@ -67,7 +68,8 @@ def ensure_secret_key(principal: Principal, what: str = "webhooks") -> None:
 
 
 def validate_url(url: str, *, https_only: bool) -> str:
-    """The URL if it is an absolute http(s) URL (https only when ``https_only``), else 422."""
+    """The URL if it is an absolute http(s) URL (https only, to a public host, when
+    ``https_only``: outside local use), else 422."""
     parts = urlsplit(url.strip())
     schemes = ("https",) if https_only else ("http", "https")
     if len(url) > _MAX_URL or parts.scheme not in schemes or not parts.hostname:
@@ -75,6 +77,10 @@ def validate_url(url: str, *, https_only: bool) -> str:
         raise InvalidRequest(f"url must be {wanted} of at most {_MAX_URL} characters", field="url")
     if parts.username or parts.password:
         raise InvalidRequest("url must not carry credentials", field="url")
+    if https_only and blocked_host(parts.hostname):  # outside local use: see webhooks_targets
+        raise InvalidRequest(
+            f"url must point to a public address; {parts.hostname} is not one", field="url"
+        )
     return url.strip()
 
 

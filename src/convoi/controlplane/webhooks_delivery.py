@@ -35,6 +35,7 @@ from convoi.controlplane.webhooks_outbox import (
     claim_due,
     record_attempt,
 )
+from convoi.controlplane.webhooks_targets import refused_target
 from convoi.reporting.signing import signature_headers
 
 __all__ = ["USER_AGENT", "WebhookDeliverer", "policy_for"]
@@ -70,6 +71,7 @@ class WebhookDeliverer:
         self._poll = settings.webhook_poll_seconds
         self._transport = transport
         self._clock = clock
+        self._public_only = settings.environment != "local"  # see webhooks_targets
         self.owner = f"dlv_{secrets.token_hex(8)}"
         """This deliverer's claim token."""
         self._client: httpx.AsyncClient | None = None
@@ -148,6 +150,8 @@ class WebhookDeliverer:
     async def attempt(self, delivery: Claimed) -> Attempt:
         """POST one delivery, signed; never raises for the endpoint's failures."""
         assert self._client is not None, "start() first"
+        if self._public_only and (refused := await refused_target(delivery.url)) is not None:
+            return Attempt(False, None, refused)
         headers = signature_headers(delivery.secret, delivery.payload, delivery.event_id)
         headers["Content-Type"] = "application/json"
         try:

@@ -60,6 +60,7 @@ from convoi.worker import metrics
 from convoi.worker.apology import ProviderFaults
 from convoi.worker.config import JobResources
 from convoi.worker.dtmf import KeypadInput, publish_keys
+from convoi.worker.early_audio import EarlyAudioTrack
 from convoi.worker.greeting_audio import GreetingRender
 from convoi.worker.limits import LimitsWatch
 from convoi.worker.log import logger
@@ -206,6 +207,7 @@ class Call(CallControls):
         self._presence: CallerPresence | None = None
         self._remote_end: RemoteEnd | None = None
         self._greeting_audio: list[rtc.AudioFrame] | None = None
+        self._early_audio: EarlyAudioTrack | None = None
         self._caller: str | None = None
         self._caller_left_at: float | None = None
         self._session_started = False
@@ -273,6 +275,8 @@ class Call(CallControls):
             if greeting is not None:
                 greeting.cancel()
             raise
+        if self._start == self._start_in_room:  # a real room (tests start text sessions)
+            self._early_audio = EarlyAudioTrack(self._job.room)
         if self.call_id is not None:  # the hang-up API (worker/remote_end.py)
             self._remote_end = RemoteEnd(
                 self._job.room, self.call_id, self._on_api_hangup, log_fields=self.log_fields
@@ -408,11 +412,16 @@ class Call(CallControls):
         if identity is None:  # console: livekit's console IO
             await session.start(agent=agent, room=self._job.room)
             return
+        early = self._early_audio
+        if early is not None:  # published since the room connected: see worker/early_audio.py
+            session.output.audio = early.output
         await session.start(
             agent=agent,
             room=self._job.room,
             room_options=room_io.RoomOptions(
-                participant_identity=identity, close_on_disconnect=True
+                participant_identity=identity,
+                close_on_disconnect=True,
+                audio_output=early is None,
             ),
         )
 
@@ -491,6 +500,8 @@ class Call(CallControls):
         if self._remote_end is not None:
             self._remote_end.stop()
         await self._close_session(drain=request.drain)
+        if self._early_audio is not None:
+            await self._early_audio.aclose()
         event = await self._report_end(request)
         with contextlib.suppress(Exception):  # best effort: the outbox keeps what is not sent
             await self._channel.aclose(timeout=DELIVERY_FLUSH_TIMEOUT)

@@ -310,6 +310,7 @@ async def _http_tts(request: web.Request) -> web.StreamResponse:
         characters=len(text.strip()),
         first_text_time=time.time(),
         first_audio_time=None,
+        audio_seconds=0.0,
         fault=fault.kind if fault else None,
     )
     try:
