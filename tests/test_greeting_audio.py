@@ -46,10 +46,17 @@ class Event:
 
 
 class FakeTTS:
-    """Just enough of a livekit TTS for presynthesize: ``synthesize(text)`` as a stream."""
+    """Just enough of a livekit TTS for GreetingRender: ``synthesize(text)`` as a stream; with a
+    ``gate``, the frames after the first wait until it opens."""
 
-    def __init__(self, frames: list[rtc.AudioFrame], *, gate: asyncio.Event | None = None) -> None:
-        self.frames, self.gate, self.texts = frames, gate, list[str]()
+    def __init__(
+        self,
+        frames: list[rtc.AudioFrame],
+        *,
+        gate: asyncio.Event | None = None,
+        hold_from: int = 0,
+    ) -> None:
+        self.frames, self.gate, self.hold_from, self.texts = frames, gate, hold_from, list[str]()
 
     def synthesize(self, text: str) -> Any:
         self.texts.append(text)
@@ -67,19 +74,37 @@ class _Stream:
         return None
 
     async def _events(self) -> AsyncIterator[Event]:
-        if self.engine.gate is not None:
-            await self.engine.gate.wait()
-        for f in self.engine.frames:
+        for index, f in enumerate(self.engine.frames):
+            if index == self.engine.hold_from and self.engine.gate is not None:
+                await self.engine.gate.wait()
             yield Event(f)
 
 
-async def test_the_greeting_renders_at_once_and_comes_back_trimmed() -> None:
-    engine = FakeTTS([frame(0), frame(0), frame(0), frame(7000)])
+async def played(stream: AsyncIterator[rtc.AudioFrame] | None) -> list[rtc.AudioFrame]:
+    assert stream is not None
+    return [f async for f in stream]
+
+
+async def test_the_greeting_renders_at_once_and_plays_trimmed() -> None:
+    engine = FakeTTS([frame(0), frame(0), frame(0), frame(7000), frame(0), frame(3000)])
     render = GreetingRender(engine, "Hi Dana")  # type: ignore[arg-type]
-    frames = await render.collect({})
+    frames = await played(await render.collect({}))
     assert engine.texts == ["Hi Dana"]
-    assert frames is not None and peaks(frames) == [0, 7000]
+    assert peaks(frames) == [0, 7000, 0, 3000]
     assert render.text == "Hi Dana"
+
+
+async def test_it_plays_from_its_first_word_while_the_rest_still_renders() -> None:
+    gate = asyncio.Event()
+    engine = FakeTTS([frame(0), frame(8000), frame(6000), frame(5000)], gate=gate, hold_from=2)
+    render = GreetingRender(engine, "Hi Dana, thanks for calling")  # type: ignore[arg-type]
+    stream = await render.collect({})  # ready at the first word: frames 2 and 3 not rendered yet
+    assert stream is not None
+    first = [await anext(stream), await anext(stream)]
+    assert peaks(first) == [0, 8000]
+    rest = asyncio.ensure_future(played(stream))
+    gate.set()
+    assert peaks(await asyncio.wait_for(rest, 5)) == [6000, 5000]
 
 
 async def test_no_text_or_no_engine_renders_nothing() -> None:
@@ -95,3 +120,14 @@ async def test_a_greeting_not_ready_in_time_is_spoken_live(
     monkeypatch.setattr(greeting_audio, "GREETING_GRACE_SECONDS", 0.05)
     engine = FakeTTS([frame(7000)], gate=asyncio.Event())  # never opens
     assert await GreetingRender(engine, "Hi").collect({}) is None  # type: ignore[arg-type]
+
+
+class BrokenTTS(FakeTTS):
+    def synthesize(self, text: str) -> Any:
+        raise ConnectionError("tts down")
+
+
+async def test_a_failed_or_silent_render_is_spoken_live() -> None:
+    assert await GreetingRender(BrokenTTS([]), "Hi").collect({}) is None  # type: ignore[arg-type]
+    silent = FakeTTS([frame(0), frame(1)])
+    assert await GreetingRender(silent, "Hi").collect({}) is None  # type: ignore[arg-type]

@@ -4,11 +4,12 @@
   TTS, the greeting on entering, the built-in ``end_call`` tool, STT audio counted for billing);
 - :class:`CallControls`: what the agent asks of the call that owns it (the session's userdata);
   :class:`DetachedControls` for sessions without a call;
-- :func:`transfer_tool`: the ``transfer_call`` tool of an agent with ``transfers`` (phone calls);
-- :func:`presynthesize`: render a text ahead of time (the greeting while a phone rings).
+- :func:`transfer_tool`: the ``transfer_call`` tool of an agent with ``transfers`` (phone calls).
+
+The greeting rendered ahead of time lives in :mod:`convoi.worker.greeting_audio`.
 """
 
-from convoi.agent.agent import END_CALL_DESCRIPTION, OPENER_INSTRUCTIONS, ConvoiAgent, presynthesize
+from convoi.agent.agent import END_CALL_DESCRIPTION, OPENER_INSTRUCTIONS, ConvoiAgent
 from convoi.agent.controls import CallControls, DetachedControls, TransferOutcome
 from convoi.agent.transfer import TRANSFER_TOOL, transfer_tool
 
@@ -20,6 +21,5 @@ __all__ = [
     "ConvoiAgent",
     "DetachedControls",
     "TransferOutcome",
-    "presynthesize",
     "transfer_tool",
 ]

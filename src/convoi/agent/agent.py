@@ -28,7 +28,7 @@ from convoi.knowledge.retrieval import RETRIEVAL_EXTRA_KEY, Retrieval
 if TYPE_CHECKING:
     from livekit.agents.voice.agent_session import AgentSession
 
-__all__ = ["END_CALL_DESCRIPTION", "OPENER_INSTRUCTIONS", "ConvoiAgent", "presynthesize"]
+__all__ = ["END_CALL_DESCRIPTION", "OPENER_INSTRUCTIONS", "ConvoiAgent"]
 
 END_CALL_DESCRIPTION = (
     "End the call. Use it only after the caller says goodbye or clearly has nothing else, "
@@ -41,20 +41,6 @@ OPENER_INSTRUCTIONS = (
     "can help."
 )
 """What the LLM is asked to do when the agent has no first_message."""
-
-
-async def _frames(frames: list[rtc.AudioFrame]) -> AsyncIterator[rtc.AudioFrame]:
-    for frame in frames:
-        yield frame
-
-
-async def presynthesize(engine: tts.TTS[Any], text: str) -> list[rtc.AudioFrame]:
-    """Render ``text`` with ``engine`` ahead of time (e.g. while a phone call rings)."""
-    frames: list[rtc.AudioFrame] = []
-    async with engine.synthesize(text) as stream:
-        async for event in stream:
-            frames.append(event.frame)
-    return frames
 
 
 class ConvoiAgent(Agent):
@@ -135,7 +121,7 @@ class ConvoiAgent(Agent):
         greeting = self.effective.greeting
         ready = self.controls.take_greeting_audio() if greeting else None
         if greeting and ready:  # synthesised while the phone rang: plays the moment it is answered
-            self.session.say(greeting, audio=_frames(ready), allow_interruptions=False)
+            self.session.say(greeting, audio=ready, allow_interruptions=False)
         elif greeting:
             self.session.say(greeting, allow_interruptions=False, add_to_chat_ctx=True)
         else:

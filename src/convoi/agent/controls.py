@@ -14,7 +14,7 @@ may also ask for the caller to be transferred (:meth:`CallControls.transfer_call
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -43,7 +43,7 @@ class CallControls(Protocol):
     def count_stt_audio(self, member: str, seconds: float) -> None:
         """``seconds`` more caller audio were streamed to ``member``'s recogniser."""
 
-    def take_greeting_audio(self) -> list[rtc.AudioFrame] | None:
+    def take_greeting_audio(self) -> AsyncIterable[rtc.AudioFrame] | None:
         """The start member's pre-rendered greeting, once (None when there is none)."""
 
     def hang_up(self) -> None:
@@ -108,10 +108,10 @@ class DetachedControls:
         """Add ``seconds`` to ``member``'s count."""
         self.stt_audio_seconds[member] = self.stt_audio_seconds.get(member, 0.0) + seconds
 
-    def take_greeting_audio(self) -> list[rtc.AudioFrame] | None:
+    def take_greeting_audio(self) -> AsyncIterable[rtc.AudioFrame] | None:
         """The greeting audio, once."""
         frames, self.greeting_audio = self.greeting_audio, None
-        return frames
+        return None if frames is None else _replay(frames)
 
     def hang_up(self) -> None:
         """Record the hang-up and close the session after what is being said."""
@@ -146,3 +146,8 @@ class DetachedControls:
     async def retrieve_knowledge(self, kb_ids: Sequence[str], query: str) -> Retrieval | None:
         """:attr:`retriever`'s answer, if there is one."""
         return await self.retriever.retrieve(kb_ids, query) if self.retriever else None
+
+
+async def _replay(frames: list[rtc.AudioFrame]) -> AsyncIterator[rtc.AudioFrame]:
+    for frame in frames:
+        yield frame

@@ -27,7 +27,7 @@ import contextlib
 import dataclasses
 import json
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -206,7 +206,7 @@ class Call(CallControls):
         self._keypad: KeypadInput | None = None
         self._presence: CallerPresence | None = None
         self._remote_end: RemoteEnd | None = None
-        self._greeting_audio: list[rtc.AudioFrame] | None = None
+        self._greeting_audio: AsyncIterator[rtc.AudioFrame] | None = None
         self._early_audio: EarlyAudioTrack | None = None
         self._caller: str | None = None
         self._caller_left_at: float | None = None
@@ -666,7 +666,7 @@ class Call(CallControls):
                 return serving_model(agent.stt)
         return None
 
-    def take_greeting_audio(self) -> list[rtc.AudioFrame] | None:
+    def take_greeting_audio(self) -> AsyncIterator[rtc.AudioFrame] | None:
         """The greeting rendered while the phone rang or the browser joined, once."""
         frames, self._greeting_audio = self._greeting_audio, None
         return frames

@@ -10,7 +10,7 @@ with (:meth:`convoi.worker.call.Call.end`).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,8 +34,8 @@ class Answered:
 
     identity: str
     """The phone participant's identity in the room."""
-    greeting_audio: list[rtc.AudioFrame] | None
-    """The start member's greeting, rendered while the phone rang (None: it is spoken live)."""
+    greeting_audio: AsyncIterator[rtc.AudioFrame] | None
+    """The start member's greeting, rendering since the phone rang (None: it is spoken live)."""
     greeting_characters: int
     """Characters synthesised for :attr:`greeting_audio` (billed as TTS of the start member)."""
     answered_at: float | None = None
