@@ -113,4 +113,4 @@ def test_the_forkserver_skips_livekits_unused_local_models_and_preloads_convoi(
     monkeypatch.delenv(server_module.PRELOAD_LOCAL_INFERENCE_ENV)
     built = server_module.build_server(WorkerConfig.from_env())
     assert os.environ[server_module.PRELOAD_LOCAL_INFERENCE_ENV] == "0"  # ~244 MB not loaded
-    assert "convoi.worker.entrypoint" in built._preload_modules
+    assert "convoi.worker.preload" in built._preload_modules

@@ -19,10 +19,10 @@ from convoi.worker.supervision import watch_job_processes
 
 __all__ = ["CALLS_PER_CPU", "MAIN_PROCESS_POLL_SECONDS", "PRELOADED_MODULES", "build_server"]
 
-PRELOADED_MODULES = ("convoi.worker.entrypoint",)
-"""Imported once in livekit's forkserver, so every job process starts with Convoi's code (and
-what it imports: pydantic models, numpy, the definitions' loaders) already loaded, its pages
-shared copy-on-write, instead of importing it itself (about a second on a busy 2-core machine)."""
+PRELOADED_MODULES = ("convoi.worker.preload",)
+"""Imported once in livekit's forkserver (see convoi.worker.preload), so every job process starts
+with Convoi's code and the providers' TLS context already loaded, its pages shared copy-on-write,
+instead of importing and building them itself (about a second on a busy 2-core machine)."""
 
 PRELOAD_LOCAL_INFERENCE_ENV = "LIVEKIT_AGENTS_PRELOAD_LOCAL_INFERENCE"
 """livekit-agents' switch for preloading its local inference models in the forkserver."""
