@@ -46,7 +46,9 @@ SERVER_FIXTURES = frozenset({"livekit_server", "sip_stack", "emulators", "receiv
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Refuse to run a test that uses a server fixture of this file without ``e2e``/``server``."""
+    """Refuse to run a test that uses a server fixture of this file without ``e2e``/``server``;
+    mark the tests on the SIP stack ``sip`` (``scripts/test`` runs them beside the others)."""
+    _mark_the_sip_group(items)
     unmarked = []
     for item in items:
         info = getattr(item, "_fixtureinfo", None)
@@ -60,6 +62,23 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         raise pytest.UsageError(
             "tests that start a server must be marked `e2e` or `server`:\n  "
             + "\n  ".join(unmarked)
+        )
+
+
+def _mark_the_sip_group(items: list[pytest.Item]) -> None:
+    """Tests on the SIP stack (its own livekit-server on 7900, livekit-sip, SIPp on 5080) share no
+    port with the others (the web livekit-server on 7880): ``scripts/test`` runs the two groups
+    at once. A test using both stacks would make the groups collide, so it is refused."""
+    both = []
+    for item in items:
+        if "sip_stack" in item.fixturenames:
+            item.add_marker(pytest.mark.sip)
+            if "livekit_server" in item.fixturenames:
+                both.append(item.nodeid)
+    if both:
+        raise pytest.UsageError(
+            "a test may use the SIP stack or the web livekit-server, not both (the two groups run "
+            "in parallel):\n  " + "\n  ".join(both)
         )
 
 
