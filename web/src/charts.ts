@@ -115,7 +115,7 @@ export function groupedBars(
   const bottom = 34;
   const groupW = Math.max(36, series.length * 16 + 14);
   const legendW = series.reduce((w, s) => w + legendStep(s.name), 0);
-  const width = Math.max(left + categories.length * groupW + 12, left + legendW, 360);
+  const width = Math.max(left + categories.length * groupW + 12, left + legendW, 480);
   const height = top + plotH + bottom;
   const chart = root(width, height, title);
   const values = series.flatMap((s) => s.values).filter((v): v is number => v !== null);
