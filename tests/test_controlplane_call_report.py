@@ -5,16 +5,23 @@ transcript, handoffs, per-turn latency once it has ended); publishable keys and 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
+from fastapi.testclient import TestClient
+
+from convoi.controlplane import create_app
 from convoi.controlplane.call_report import report_fields
+from convoi.controlplane.keys import create_key
+from convoi.devstack.controlplane_fakes import FakeLiveKitGateway
 from convoi.reporting.events import CallEvent, Cost
-from tests import test_controlplane_webhooks
+from tests import test_controlplane_db, test_controlplane_webhooks
 from tests.fixtures.seed_examples import OUTBOUND_FULL, WEB_MINIMAL
-from tests.test_controlplane_api import Api
+from tests.test_controlplane_api import Api, make_settings
 from tests.test_controlplane_webhooks import post_event
 
 api = test_controlplane_webhooks.api  # the fixture: an app on a fresh database, three keys
+database_url = test_controlplane_db.database_url  # SQLite, and PostgreSQL (marker postgres)
 
 CALLS = "/api/v1/public/calls"
 REPORT_KEYS = ("transcript", "handoffs", "latency")
@@ -173,3 +180,19 @@ def test_the_openapi_schema_documents_the_report(api: Api) -> None:
     assert "member" in schemas["TranscriptEntry"]["properties"]
     assert "e2e_latency" in schemas["TurnLatency"]["properties"]
     assert "by_component" not in schemas["CostPublic"]["properties"]  # the 201 body: unchanged
+
+
+def test_the_report_is_read_back_on_every_database(database_url: str, tmp_path: Path) -> None:
+    app = create_app(
+        make_settings(tmp_path, CONVOI_DATABASE_URL=database_url), FakeLiveKitGateway()
+    )
+    with TestClient(app) as client:
+        with app.state.convoi.database.session() as session:
+            keys = {"sk": create_key(session, "acct_demo", "sk_live")}
+        on_db = Api(client, FakeLiveKitGateway(), keys)
+        call_id = web_call(on_db)
+        end_web_call(on_db, call_id)
+        call = get(on_db, call_id)
+    assert [t["text"] for t in call["transcript"]] == [t["text"] for t in TRANSCRIPT]
+    assert call["cost"]["by_member"] == {"agent": 0.0016}
+    assert call["latency"][0]["e2e_latency"] == 0.82

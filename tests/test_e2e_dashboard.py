@@ -33,11 +33,14 @@ from fastapi.testclient import TestClient
 
 from convoi.controlplane import ControlPlaneSettings
 from convoi.controlplane.web import WEB_DIR_ENV, install_dashboard_page
+from convoi.devstack.controlplane_fakes import FakeLiveKitGateway, signed_event
 from convoi.devstack.controlplane_harness import ControlPlaneServer
 from convoi.devstack.harness import EmulatorsProcess, ReceiverProcess, WorkerProcess
 from convoi.devstack.livekit_server import LiveKitServer
 from tests.conftest import worker_env
+from tests.fixtures.seed_examples import OUTBOUND_FULL, WEB_MINIMAL
 from tests.helpers import SUPPORT
+from tests.test_controlplane_api import make_settings
 from tests.test_e2e_browser import (
     CALLER_LINE,
     GREETING,
@@ -58,6 +61,7 @@ pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parent.parent
 DRIVER = ROOT / "web" / "e2e" / "dashboard-call.mjs"
+VIEWS_DRIVER = ROOT / "web" / "e2e" / "dashboard-views.mjs"
 AGENT_NAME = "convoi-e2e-dashboard"
 SECRET = "e2e-dashboard-events-secret-0123456789"
 ACCOUNT = "acct_dashboard"
@@ -120,14 +124,16 @@ def dashboard_stack(
             server.stop()
 
 
-def run_dashboard_driver(config: dict[str, Any], log_path: Path) -> list[dict[str, Any]]:
-    """Run web/e2e/dashboard-call.mjs; its JSON lines (also in ``log_path``). SIGTERM on a
+def run_dashboard_driver(
+    config: dict[str, Any], log_path: Path, driver: Path = DRIVER
+) -> list[dict[str, Any]]:
+    """Run a driver (web/e2e/dashboard-call.mjs); its JSON lines (also in ``log_path``). SIGTERM on a
     timeout (playwright closes Chromium), SIGKILL of its process group last."""
     config_path = log_path.with_suffix(".json")
     config_path.write_text(json.dumps(config, indent=2))
     with log_path.open("w") as log:
         proc = subprocess.Popen(
-            ["node", str(DRIVER), str(config_path)],
+            ["node", str(driver), str(config_path)],
             stdout=subprocess.PIPE,
             stderr=log,
             text=True,
@@ -288,3 +294,89 @@ def server_post(server: ControlPlaneServer, key: str, path: str, body: dict[str,
     )
     assert resp.status_code == 201, resp.text
     return resp.json()
+
+
+def post_signed_event(server: ControlPlaneServer, call_id: str, sequence: int, status: str,
+                      **fields: Any) -> None:  # fmt: skip
+    """Report an event for ``call_id`` as the worker would (signed with the API's secret)."""
+    body, headers = signed_event(
+        server.settings.events_secret.get_secret_value(), call_id, sequence, status, **fields
+    )
+    resp = httpx.post(
+        f"{server.url}/internal/v1/calls/{call_id}/events", content=body, headers=headers
+    )
+    assert resp.status_code == 201, resp.text
+
+
+@pytest.fixture
+def seeded_api(dashboard_bundle: Path, tmp_path: Path) -> Iterator[ControlPlaneServer]:
+    """convoi-api on a fake LiveKit (no call runs) serving the built pages."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(WEB_DIR_ENV, str(dashboard_bundle))
+        server = ControlPlaneServer(make_settings(tmp_path), FakeLiveKitGateway()).start()
+        try:
+            yield server
+        finally:
+            server.stop()
+
+
+def test_the_dashboard_pages_filters_and_keeps_publishable_keys_to_their_view(
+    seeded_api: ControlPlaneServer, chromium_path: str, artifacts_dir: Path, tmp_path: Path
+) -> None:
+    server = seeded_api
+    secret_key = server.create_key(ACCOUNT, "sk_live")
+    publishable_key = server.create_key(ACCOUNT, "pk_live")
+    web = [server_post(server, secret_key, "/calls", json.loads(WEB_MINIMAL.text()))["id"]
+           for _ in range(23)]  # fmt: skip
+    phone = server_post(server, secret_key, "/calls", json.loads(OUTBOUND_FULL.text()))["id"]
+    for call_id in web[:2]:
+        post_signed_event(server, call_id, 1, "active", cost="0.001")
+    post_signed_event(server, web[2], 1, "completed", event_type="call.ended",
+                      ended_reason="customer_hangup")  # fmt: skip
+    config = {
+        "chromium": chromium_path,
+        "user_data_dir": str(tmp_path / "chromium-profile"),
+        "dashboard_url": f"{server.url}/dashboard",
+        "secret_key": secret_key,
+        "publishable_key": publishable_key,
+        "unknown_key": "sk_live_" + "0" * 48,
+        "web_call_id": web[0],
+        "phone_call_id": phone,
+        "pk_screenshot": str((artifacts_dir / "dashboard-pk.png").resolve()),
+        "failure_screenshot": str((artifacts_dir / "dashboard-views-failure.png").resolve()),
+        "console_log": str((artifacts_dir / "dashboard-views-console.log").resolve()),
+        "timeout_ms": 60_000,
+    }
+    try:
+        lines = run_dashboard_driver(config, artifacts_dir / "dashboard-views.log", VIEWS_DRIVER)
+    finally:
+        leftovers = stop_browser(tmp_path / "chromium-profile")
+    last = lines[-1] if lines else {"error": "the driver printed nothing"}
+    assert "result" in last, f"dashboard views failed: {json.dumps(last, indent=2)[:4000]}"
+    assert not leftovers, leftovers
+    result = last["result"]
+
+    newest_first = [phone, *reversed(web)]
+    assert [r["id"] for r in result["first_page"]] == newest_first[:20]
+    assert result["load_more_shown"] is True
+    assert [r["id"] for r in result["all_rows"]] == newest_first  # the cursor's second page
+    assert sorted(r["id"] for r in result["active_rows"]) == sorted(web[:2])
+    assert [r["id"] for r in result["phone_rows"]] == [phone]
+
+    assert result["network_error"].startswith("Network error"), result["network_error"]
+    assert "401" in result["refused_error"] and "Sign in again" in result["refused_error"]
+    assert result["storage_after_refusal"] == []  # the refused key is forgotten
+
+    assert "do not let publishable keys" in result["pk_view_text"]
+    assert result["pk_detail"] == {
+        "status": "active",
+        "cost": "$0.001000 USD",
+        "limited_shown": True,
+        "full_shown": False,
+    }
+    assert "404" in result["pk_phone_error"] and "web calls only" in result["pk_phone_error"]
+    # a publishable key only ever read single calls: never the list, never deliveries
+    assert result["pk_requests"], result
+    for path in result["pk_requests"]:
+        assert path.startswith("/api/v1/public/calls/call_"), path
+        assert not path.endswith("/events"), path
