@@ -171,15 +171,17 @@ def test_seed_example_creates_the_call_the_seed_describes(api: Api, example: See
     read = api.get(call["id"])
     assert read.status_code == 200
     got = read.json()
-    extensions = {"ended_reason", "fault", "detail"} | (
+    extensions = {"ended_reason", "fault", "detail", "transcript", "handoffs", "latency"} | (
         set() if is_web else {"transfer", "voicemail"}
     )
     assert set(got) == set(call) | extensions
     assert all(got[k] is None for k in extensions)  # nothing has ended yet
     if is_web:
         assert got["livekit"] == {**call["livekit"], "token": None}
-    assert {k: v for k, v in got.items() if k not in {"livekit", *extensions}} == {
-        k: v for k, v in call.items() if k != "livekit"
+    breakdown = {"by_component": None, "by_member": None, "unpriced": None}  # no report yet
+    assert got["cost"] == {**call["cost"], **breakdown}
+    assert {k: v for k, v in got.items() if k not in {"livekit", "cost", *extensions}} == {
+        k: v for k, v in call.items() if k not in {"livekit", "cost"}
     }
 
 
@@ -451,7 +453,8 @@ def test_signed_events_update_what_get_returns(api: Api) -> None:
     assert response.status_code == 201 and response.json()["status"] == "stored"
     got = api.get(call_id).json()
     assert (got["status"], got["duration_seconds"]) == ("active", 3.5)
-    assert got["cost"] == {"amount": 0.012346, "currency": "USD"}
+    breakdown = {"by_component": {}, "by_member": {}, "unpriced": []}  # none reported
+    assert got["cost"] == {"amount": 0.012346, "currency": "USD", **breakdown}
     assert got["updated_at"] >= call["updated_at"]
 
     ended = api.event(

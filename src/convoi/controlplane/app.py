@@ -39,7 +39,7 @@ from convoi.controlplane.leases import LeaseKeeper, Leases
 from convoi.controlplane.livekit import LiveKitApiGateway, LiveKitGateway
 from convoi.controlplane.log import logger
 from convoi.controlplane.settings import ControlPlaneSettings
-from convoi.controlplane.web import install_demo_page
+from convoi.controlplane.web import install_dashboard_page, install_demo_page
 from convoi.controlplane.webhooks_delivery import WebhookDeliverer
 from convoi.definitions.loader import load_definitions
 from convoi.definitions.models import Definitions
@@ -192,4 +192,5 @@ def create_app(
     app.add_middleware(RequestGuard, state=state)  # key, limits, body size: before the body
     app.include_router(api_router)
     install_demo_page(app)  # GET /demo: the web-call demo page (scripts/build-web)
+    install_dashboard_page(app)  # GET /dashboard: the calls dashboard (same bundle)
     return app

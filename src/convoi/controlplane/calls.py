@@ -27,6 +27,7 @@ from sqlalchemy import func, select, update
 
 from convoi.callspec import CallSpec, CallSpecError, ResolvedCall, parse_callspec, resolve_call
 from convoi.controlplane import idempotency, webhooks_outbox
+from convoi.controlplane.call_report import call_report
 from convoi.controlplane.db.engine import Database
 from convoi.controlplane.db.locks import lock_account
 from convoi.controlplane.db.models import Call, utcnow
@@ -245,4 +246,6 @@ class CallService:
                 raise NotFound(
                     f"no call {call_id!r} on this account", field="id", code="call_not_found"
                 )
-            return read_model(call, self.settings)
+            # transcript, latency, cost breakdown: customer data, never for publishable keys
+            report = call_report(session, call) if principal.is_secret else None
+            return read_model(call, self.settings, report)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 from typing import Any
 
@@ -64,8 +65,17 @@ def created_body(call: Call, settings: ControlPlaneSettings, token: str | None) 
     return model.model_validate(data).model_dump_json()
 
 
-def read_model(call: Call, settings: ControlPlaneSettings) -> WebCall | PhoneCall:
+def read_model(
+    call: Call, settings: ControlPlaneSettings, report: Mapping[str, Any] | None = None
+) -> WebCall | PhoneCall:
     """The GET body: current state, the extensions (``ended_reason``, ``fault``, ``detail``,
-    ``transfer``, ``voicemail``) included, no token."""
+    ``transfer``, ``voicemail``) included, no token.
+
+    ``report`` (:func:`convoi.controlplane.call_report.call_report`, secret keys only) adds the
+    cost breakdown, transcript, handoffs and latency; without it they are null."""
     model = WebCall if call.type == "web" else PhoneCall
-    return model.model_validate(_fields(call, settings, None))
+    data = _fields(call, settings, None)
+    if report:
+        data["cost"] = {**data["cost"], **report.get("cost", {})}
+        data.update({k: v for k, v in report.items() if k != "cost"})
+    return model.model_validate(data)

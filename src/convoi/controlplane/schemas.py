@@ -18,13 +18,20 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, WithJsonSchema
 
 from convoi.lifecycle import CallStatus, Fault
-from convoi.reporting.events import TransferReport, VoicemailReport
+from convoi.reporting.events import (
+    Handoff,
+    TranscriptEntry,
+    TransferReport,
+    TurnLatency,
+    VoicemailReport,
+)
 
 __all__ = [
     "CallCreate",
     "CallCreated",
     "CallRead",
     "CostPublic",
+    "CostRead",
     "CustomerCreate",
     "CustomerPublic",
     "ErrorDetail",
@@ -235,6 +242,59 @@ class _Outcome(BaseModel):
     )
 
 
+_SECRET_ONLY = (
+    " Secret keys only: null with a publishable key (pk_live_), and null in GET "
+    "/api/v1/public/calls (read the call)."
+)
+
+
+class CostRead(CostPublic):
+    """Cost so far (final once the call has ended), with its breakdown (GET)."""
+
+    by_component: dict[str, float] | None = Field(
+        None,
+        description="Extension: USD per component (llm, stt, tts, telephony, platform), from the "
+        "worker's latest report; {} before the first one." + _SECRET_ONLY,
+        examples=[{"llm": 0.0012, "stt": 0.0008, "tts": 0.0021, "platform": 0.005}],
+    )
+    by_member: dict[str, float] | None = Field(
+        None,
+        description="Extension: USD of model usage per squad member (agent for single-agent "
+        "calls)." + _SECRET_ONLY,
+        examples=[{"agent": 0.0041}],
+    )
+    unpriced: list[str] | None = Field(
+        None,
+        description="Extension: usage lines with no price in the price list (their cost is not "
+        "in amount)." + _SECRET_ONLY,
+    )
+
+
+class _Report(BaseModel):
+    """Extensions of the GET body from the worker's call.ended report (secret keys only)."""
+
+    cost: CostRead
+    transcript: list[TranscriptEntry] | None = Field(
+        None,
+        description="Extension: what was said, oldest first: role (user: the caller, assistant: "
+        "the agent), text, at (Unix time), member (the squad member speaking; agent for "
+        "single-agent calls), interrupted, source (voice or dtmf). Null until the call has "
+        "ended (and when it ended without the worker's report)." + _SECRET_ONLY,
+    )
+    handoffs: list[Handoff] | None = Field(
+        None,
+        description="Extension: transfers between squad members (from_member, to_member, "
+        "reason, at); [] when there were none; null until the call has ended." + _SECRET_ONLY,
+    )
+    latency: list[TurnLatency] | None = Field(
+        None,
+        description="Extension: one entry per agent turn (seconds): e2e_latency (end of the "
+        "caller's speech to the agent's first audio), transcription_delay, end_of_turn_delay, "
+        "llm_node_ttft, tts_node_ttfb, retrieval_seconds, with the member; null until the "
+        "call has ended." + _SECRET_ONLY,
+    )
+
+
 class _PhoneOutcome(_Outcome):
     transfer: TransferReport | None = Field(
         None,
@@ -248,14 +308,14 @@ class _PhoneOutcome(_Outcome):
     )
 
 
-class WebCall(_Outcome, WebCallPublic):
+class WebCall(_Report, _Outcome, WebCallPublic):
     """A web call, as read back by ``GET /api/v1/public/calls/{id}``."""
 
     # read back without the join token: deliberately wider than the 201 body's LiveKitAccess
     livekit: LiveKitSession  # type: ignore[assignment]
 
 
-class PhoneCall(_PhoneOutcome, PhoneCallPublic):
+class PhoneCall(_Report, _PhoneOutcome, PhoneCallPublic):
     """An outbound phone call, as read back by ``GET /api/v1/public/calls/{id}``."""
 
 
