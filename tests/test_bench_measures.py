@@ -67,6 +67,7 @@ def _result(**turn: Any) -> dict[str, Any]:
         "dispatched": 10.0,
         "report": {
             "agent_joined": {"mono": 0.0, "wall": 10.4},
+            "first_agent_audio": {"mono": 0.0, "wall": 10.7},
             "latencies_ms": {"greeting": 250.0},
             "turns": [
                 {
@@ -83,6 +84,7 @@ def test_call_measures_from_a_caller_report() -> None:
     got = call_measures(_result(), _records(), [100.5])
     assert got["join"] == pytest.approx([400])
     assert got["greeting"] == [250.0]
+    assert got["agent_greeting"] == pytest.approx([300])
     assert got["reply"] == pytest.approx([1000])
     assert got["llm_ttft"] == pytest.approx([50])
 

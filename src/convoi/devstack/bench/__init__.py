@@ -29,6 +29,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import sys
 import tempfile
 from dataclasses import asdict
@@ -135,6 +136,8 @@ def main(argv: list[str] | None = None) -> int:
         except ImportError:
             print(MISSING, file=sys.stderr)
             return 2
+    # SIGTERM (or SIGINT, which a background job ignores) still stops what the run started
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     work = Path(tempfile.mkdtemp(prefix="convoi-bench-"))
     print(f"work folder: {work}", file=sys.stderr, flush=True)
     stack = Stack(work, args.idle_processes, None if args.no_pin else caller_core())
@@ -163,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
         for path in plot_sweep(out["sweep"], args.plots):
             print(f"plot: {path}", file=sys.stderr)
     if args.json is not None:
-        args.json.write_text(json.dumps(out, indent=1))
+        args.json.write_text(json.dumps({**out, "calls": stack.raw}, indent=1))
     failed = stack.failures
     if failed or args.keep:
         print(f"logs kept in {work}", file=sys.stderr)

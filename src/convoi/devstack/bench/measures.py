@@ -50,6 +50,7 @@ Measures = dict[str, list[float]]
 JOIN_MEASURES: Final[tuple[tuple[str, str], ...]] = (
     ("join", "dispatch → agent joined"),
     ("greeting", "caller joined → first greeting audio"),
+    ("agent_greeting", "agent joined → first greeting audio"),
     ("reply", "end of caller speech → first reply audio"),
 )
 REPLY_MEASURES: Final[tuple[tuple[str, str], ...]] = (
@@ -166,6 +167,9 @@ def call_measures(
     joined = _wall(report.get("agent_joined"))
     if joined is not None:
         out["join"] = [(joined - float(result["dispatched"])) * 1000]
+    heard = _wall(report.get("first_agent_audio"))
+    if joined is not None and heard is not None:  # the agent's join as the caller saw it
+        out["agent_greeting"] = [(heard - joined) * 1000]
     greeting = report.get("latencies_ms", {}).get("greeting")
     if greeting is not None:
         out["greeting"] = [float(greeting)]

@@ -114,6 +114,8 @@ class Stack:
     emulators: EmulatorsProcess | None = None
     sides: list[Side] = field(default_factory=list)
     failures: int = 0
+    raw: list[dict[str, Any]] = field(default_factory=list)
+    """Every call's result, its caller report trimmed of transcripts and events (for --json)."""
     """Calls whose caller reported an error (a step timed out)."""
 
     def start(self) -> None:
@@ -210,6 +212,15 @@ class Stack:
         )
         results: list[dict[str, Any]] = json.loads(done.stdout)
         self.failures += sum(1 for r in results if r["report"]["errors"])
+        drop = ("transcripts", "events", "segments")
+        self.raw += [
+            {
+                **r,
+                "side": side.label,
+                "report": {k: v for k, v in r["report"].items() if k not in drop},
+            }
+            for r in results
+        ]
         return results
 
 
