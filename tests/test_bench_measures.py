@@ -57,6 +57,12 @@ def test_a_preemptive_request_ahead_of_the_decision_is_a_negative_part() -> None
     assert parts["eou_llm"] == pytest.approx(-100)
 
 
+def test_a_preemptive_request_cancelled_before_its_first_token_is_not_the_reply() -> None:
+    records = [*_records(), {"provider": "llm", "time": 100.45, "first_token_time": None}]
+    parts = reply_parts(EOS, HEARD, records, [100.5])
+    assert parts["eou_llm"] == pytest.approx(100) and parts["llm_ttft"] == pytest.approx(50)
+
+
 def test_missing_moments_leave_their_parts_out() -> None:
     parts = reply_parts(EOS, HEARD, [], [])
     assert parts == {}

@@ -5,7 +5,9 @@ the workers' ``turn_timing`` lines); no I/O. Every time is epoch seconds on this
 clock; every measure is in milliseconds.
 
 A reply is decomposed along the moments of its turn (``E`` the caller's end of speech, ``A`` the
-first loud reply frame at the caller); each moment is the first of its kind in ``(E - 0.5 s, A]``:
+first loud reply frame at the caller); each moment is the first of its kind in ``(E - 0.5 s, A]``,
+except the LLM request: the last one whose first token left before ``A`` (the one that spoke; an
+earlier preemptive request may have been cancelled):
 
 ====================  =============================================================
 ``stt_final``         the STT emulator sent the final transcript
@@ -99,16 +101,13 @@ def _moments(
         for t in r.get("transcripts", [])
         if t.get("is_final")
     ]
-    llm = [r for r in records if r.get("provider") == "llm"]
-    request = _first((r.get("time") for r in llm), lo, heard)
-    first_token = next(
-        (
-            r.get("first_token_time")
-            for r in llm
-            if request is not None and r.get("time") == request
-        ),
-        None,
-    )
+    llm = [r for r in records if r.get("provider") == "llm" and lo < r.get("time", 0.0) <= heard]
+    # the request that spoke: the last one whose first token left before the reply was heard (a
+    # preemptive request cancelled before its first token is not it)
+    spoke = [r for r in llm if r.get("first_token_time") and r["first_token_time"] <= heard]
+    chosen = max(spoke, key=lambda r: r["time"]) if spoke else None
+    request = chosen["time"] if chosen else _first((r.get("time") for r in llm), lo, heard)
+    first_token = chosen["first_token_time"] if chosen else None
     tts = [r for r in records if r.get("provider") == "tts"]
     tts_text = _first((r.get("first_text_time") for r in tts), request or lo, heard)
     tts_byte = next(
