@@ -24,6 +24,8 @@ def _figure(
     title: str,
     ylabel: str,
     keys: Sequence[tuple[str, str]],
+    *,
+    log: bool = False,
 ) -> Path:
     import matplotlib
 
@@ -40,7 +42,10 @@ def _figure(
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.set_xticks(sorted({int(r["n"]) for r in rows}))
-    ax.set_ylim(bottom=0)
+    if log:
+        ax.set_yscale("log")
+    else:
+        ax.set_ylim(bottom=0)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
@@ -61,13 +66,14 @@ def plot_sweep(rows: Sequence[Mapping[str, Any]], folder: Path) -> list[Path]:
     latency = _figure(
         rows,
         folder / "latency-vs-concurrency.png",
-        "Reply latency (end of caller speech → first reply audio)",
-        "ms",
+        "Latency vs concurrency (reply: end of speech → first reply audio)",
+        "ms (log scale)",
         (
             ("reply_p50", "reply p50"),
             ("reply_p95", "reply p95"),
             ("join_p95", "dispatch→joined p95"),
         ),
+        log=True,
     )
     memory = _figure(
         rows,
