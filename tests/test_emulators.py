@@ -114,6 +114,8 @@ async def test_llm_scripted_text_usage_and_record(emu: RunningEmulators) -> None
         "content": "Hi, I have a question about my bill.",
     }
     assert all(r["done"] for r in records)
+    # the benchmark's "LLM first token" moment: after the request arrived, before it ended
+    assert all(r["time"] <= r["first_token_time"] <= r["end_time"] for r in records)
     _, usage_totals = await _control(emu, "GET", "usage")
     assert usage_totals["llm"]["requests"] == 3
     await model.aclose()
@@ -319,6 +321,11 @@ async def test_deepgram_stream_speech_then_silence(emu: RunningEmulators) -> Non
     finals_rec = [t for t in rec["transcripts"] if t["is_final"]]
     assert [t["transcript"] for t in finals_rec] == [f.text for f in finals]
     assert len(rec["speech_started"]) == 2  # the blip did not count
+    # the benchmark's "STT final sent" moment (epoch), in order, on finals only
+    sent = [t.get("sent_at") for t in rec["transcripts"]]
+    assert [s is not None for s in sent] == [t["is_final"] for t in rec["transcripts"]]
+    first, second = (at for at in sent if at is not None)
+    assert rec["time"] < first < second
 
 
 async def test_deepgram_end_input_finalizes_and_server_closes(emu: RunningEmulators) -> None:

@@ -84,6 +84,7 @@ from convoi.worker.resume import (
 )
 from convoi.worker.session import BuiltSession, PipelineFactory, build_session
 from convoi.worker.transfer import TransferDesk
+from convoi.worker.turn_timing import attach as attach_turn_timing
 from convoi.worker.voicemail import VoicemailDetection, detection_for
 
 __all__ = [
@@ -596,6 +597,7 @@ class Call(CallControls):
         session.on("conversation_item_added", lambda _ev: self._checkpoints.poke())
         session.on("agent_state_changed", self._on_agent_state)
         session.on("close", self._on_session_close)
+        attach_turn_timing(session)  # the benchmark's per-turn record (off in production)
 
     def _on_session_close(self, event: CloseEvent) -> None:
         self._session_closed.set()

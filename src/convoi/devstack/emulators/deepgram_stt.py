@@ -192,6 +192,7 @@ class _LiveSession:
         self._log_transcript(msg)
         logger.info("stt final: %r", transcript)
         await self.send(msg)
+        self.rec["transcripts"][-1]["sent_at"] = time.time()  # epoch: when the final left
         await self.send(
             {"type": "UtteranceEnd", "channel": [0, 1], "last_word_end": round(mark.end, 3)}
         )

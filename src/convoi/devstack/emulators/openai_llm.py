@@ -147,6 +147,7 @@ async def _respond(
     completion_id = f"chatcmpl-emu{rec['seq']}"
     if not body.get("stream"):
         rec["status"] = 200
+        rec["first_token_time"] = time.time()
         return web.json_response(_completion_json(completion_id, body["model"], answer, usage))
 
     include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
@@ -248,6 +249,8 @@ async def _stream(
         if i and chunk_ms:
             await asyncio.sleep(chunk_ms / 1000)
         await resp.write(chunk([{"index": 0, "delta": delta, "finish_reason": None}]))
+        if rec.get("first_token_time") is None and (delta.get("content") or "tool_calls" in delta):
+            rec["first_token_time"] = time.time()  # epoch: the first token (text or tool call) sent
     if drop:
         rec["status"] = "dropped"
         logger.info("llm request #%d: dropping the stream", rec["request_no"])
