@@ -274,6 +274,8 @@ async def test_warm_transfer_to_a_busy_human_returns_to_the_caller(
     ended = transfer_api.ended_event(call["id"])
     transfer = ended["transfer"]
     assert (transfer["mode"], transfer["succeeded"]) == ("warm", False)
-    assert "486" in transfer["error"]
+    # livekit's WarmTransferTask reports the SIP 486, or (when the busy answer races the dial's
+    # own error path) only that the human could not be dialled
+    assert "486" in transfer["error"] or "could not dial" in transfer["error"], transfer
     lines = said(ended)
     assert lines[lines.index(HANDOVER) + 1] == FAILED_REPLY

@@ -234,8 +234,12 @@ function newestFirst(a: Call, b: Call): number {
   return b.created_at.localeCompare(a.created_at) || b.id.localeCompare(a.id);
 }
 
+/** Bumped when the list is reopened (a filter changed): answers to older requests are dropped. */
+let listGeneration = 0;
+
 function openList(): void {
   setView('list');
+  listGeneration += 1;
   list.calls.clear();
   list.cursor = null;
   list.loadedMore = false;
@@ -247,14 +251,18 @@ function openList(): void {
 async function refreshList(): Promise<boolean> {
   const k = key;
   if (!k) return false;
+  const generation = listGeneration;
   try {
     const page = await getJson<CallPage>(k, listQuery(null));
+    if (generation !== listGeneration) return key !== null; // the filters changed meanwhile
     for (const call of page.data) list.calls.set(call.id, call);
     if (!list.loadedMore) list.cursor = page.next_cursor;
     const onPage = new Set(page.data.map((c) => c.id));
     const older = [...list.calls.values()].filter((c) => !onPage.has(c.id) && !TERMINAL.has(c.status));
     for (const call of older.slice(0, 10)) {
-      list.calls.set(call.id, await getJson<Call>(k, `/calls/${encodeURIComponent(call.id)}`));
+      const fresh = await getJson<Call>(k, `/calls/${encodeURIComponent(call.id)}`);
+      if (generation !== listGeneration) return key !== null;
+      list.calls.set(call.id, fresh);
     }
     showError(null);
   } catch (err) {
@@ -268,8 +276,10 @@ async function loadMore(): Promise<void> {
   if (!key || !list.cursor) return;
   const button = el<HTMLButtonElement>('load-more');
   button.disabled = true;
+  const generation = listGeneration;
   try {
     const page = await getJson<CallPage>(key, listQuery(list.cursor));
+    if (generation !== listGeneration) return;
     for (const call of page.data) list.calls.set(call.id, call);
     list.cursor = page.next_cursor;
     list.loadedMore = true;
