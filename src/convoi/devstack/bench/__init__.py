@@ -1,8 +1,9 @@
 """Side-by-side benchmark: convoi's worker against a stock livekit-agents web agent.
 
     python -m convoi.devstack.bench [--calls 8] [--turns 2] [--latency 0/0/0 --latency 250/400/150]
+                                    [--callers plain,pausing] [--ours-env KEY=VALUE ...]
                                     [--concurrency 1,4,8,16] [--plots docs/bench] [--json out.json]
-    python -m convoi.devstack.bench --smoke        # 1 call each, 1 turn, concurrency 1 (CI)
+    python -m convoi.devstack.bench --smoke        # 1 call each, 1 turn, plain, concurrency 1 (CI)
 
 One run starts livekit-server (ports 7940-7942), the provider emulators (7945), convoi's
 ``convoi-worker start`` and the stock agent (:mod:`convoi.devstack.bench.stock_agent`, minimal as
@@ -15,6 +16,13 @@ core (:mod:`convoi.devstack.bench.callers`: real WebRTC audio, espeak-ng speech)
   agent joined, caller joined → first greeting audio, end of caller speech → first reply audio and
   that reply's decomposition (:mod:`convoi.devstack.bench.measures`), from the emulators' request
   records and the workers' end-of-turn metrics (:mod:`convoi.worker.turn_timing`).
+* ``--callers``: the caller sets (:mod:`convoi.devstack.bench.sets`; default both, smoke: plain):
+  each latency block runs once per set. ``pausing`` callers say their utterances in fragments
+  with 450-900 ms pauses; its table's "false cut-ins (turns)" row counts the turns whose reply
+  started before the real end of speech (count / turns (rate) per worker), and the reply figures
+  are over the other turns, from the real end of speech.
+* ``--ours-env KEY=VALUE`` (repeatable): extra environment of convoi's worker only, to try a
+  setting side by side with the stock agent (e.g. endpointing); the defaults stay as they are.
 * Memory: PSS / USS of each call's job process (peak while the call ran), whole idle worker PSS.
 * ``--concurrency``: per level N and worker, N simultaneous calls: reply p50 / p95, dispatch →
   joined p95, the worker tree's CPU seconds per call-minute, marginal PSS per active call and PSS
@@ -39,14 +47,17 @@ from typing import Any
 from convoi.devstack.bench.measures import (
     JOIN_MEASURES,
     MEMORY_MEASURES,
+    RATE_MEASURES,
     REPLY_MEASURES,
     Measures,
     comparison_rows,
     comparison_table,
+    rate_rows,
 )
-from convoi.devstack.bench.run import Latency, Stack, caller_core, level, sequential
+from convoi.devstack.bench.run import Latency, Stack, caller_core, level, parse_env, sequential
+from convoi.devstack.bench.sets import CALLER_SETS, parse_sets
 
-__all__ = ["main"]
+__all__ = ["main", "parse_args"]
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -59,6 +70,20 @@ def _parser() -> argparse.ArgumentParser:
         type=Latency.parse,
         help="injected provider latency STT/LLM/TTS in ms (repeatable; default 0/0/0)",
     )
+    p.add_argument(
+        "--callers",
+        type=_sets,
+        default=None,
+        help=f"caller sets, comma-separated, of {', '.join(CALLER_SETS)} (default: all; smoke: plain)",
+    )
+    p.add_argument(
+        "--ours-env",
+        action="append",
+        type=_env,
+        default=[],
+        metavar="KEY=VALUE",
+        help="environment of convoi's worker only (repeatable)",
+    )
     p.add_argument("--concurrency", default="", help="sweep levels, e.g. 1,4,8,16 (none: skip)")
     p.add_argument("--idle-processes", type=int, default=1, help="warm job processes per worker")
     p.add_argument("--plots", type=Path, default=None, help="folder for the sweep's PNG plots")
@@ -67,6 +92,30 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--keep", action="store_true", help="keep the work folder (logs)")
     p.add_argument("--smoke", action="store_true", help="1 call each, 1 turn, concurrency 1")
     return p
+
+
+def _sets(text: str) -> tuple[str, ...]:
+    try:
+        return parse_sets(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from e
+
+
+def _env(text: str) -> tuple[str, str]:
+    try:
+        return parse_env(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from e
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line, with ``--smoke`` and the caller sets' default applied."""
+    args = _parser().parse_args(argv)
+    if args.smoke:
+        args.calls, args.turns, args.concurrency = 1, 1, "1"
+    if args.callers is None:
+        args.callers = ("plain",) if args.smoke else CALLER_SETS
+    return args
 
 
 def _sweep_table(rows: list[dict[str, Any]]) -> str:
@@ -102,11 +151,16 @@ def _report(stack: Stack, out: dict[str, Any], memory: dict[str, Measures]) -> N
         if stack.caller_cpu is not None
         else "callers not pinned"
     )
+    if stack.ours_env:
+        print(f"convoi's worker ran with {' '.join(f'{k}={v}' for k, v in stack.ours_env.items())}")
     for block in out["sequential"]:
-        print(f"\n### {block['calls']} calls each, {block['turns']} turns, {block['latency']}\n")
+        print(
+            f"\n### {block['callers']} callers: {block['calls']} calls each, {block['turns']} turns, {block['latency']}\n"
+        )
         rows = JOIN_MEASURES + REPLY_MEASURES
-        print(comparison_table(block["ours"], block["stock"], rows))
+        print(comparison_table(block["ours"], block["stock"], rows, RATE_MEASURES))
         block["table"] = _rows_json(comparison_rows(block["ours"], block["stock"], rows))
+        block["rates"] = _rows_json(rate_rows(block["ours"], block["stock"], RATE_MEASURES))
         overlaps = {k: len(block[k].get("overlaps", [])) for k in ("ours", "stock")}
         if any(overlaps.values()):
             print(f"\nturns the agent talked over (left out): {overlaps}")
@@ -123,9 +177,7 @@ def _report(stack: Stack, out: dict[str, Any], memory: dict[str, Measures]) -> N
 
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark and print the tables (Markdown)."""
-    args = _parser().parse_args(argv)
-    if args.smoke:
-        args.calls, args.turns, args.concurrency = 1, 1, "1"
+    args = parse_args(argv)
     latencies: list[Latency] = args.latency or [Latency()]
     levels = [int(v) for v in args.concurrency.split(",") if v.strip()]
     if args.plots is not None and len(levels) > 1:
@@ -140,18 +192,24 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     work = Path(tempfile.mkdtemp(prefix="convoi-bench-"))
     print(f"work folder: {work}", file=sys.stderr, flush=True)
-    stack = Stack(work, args.idle_processes, None if args.no_pin else caller_core())
+    stack = Stack(
+        work, args.idle_processes, None if args.no_pin else caller_core(), dict(args.ours_env)
+    )
     memory: dict[str, Measures] = {"ours": {}, "stock": {}}
     out: dict[str, Any] = {"sequential": [], "sweep": [], "load": [os.getloadavg()[0], 0.0]}
     try:
         stack.start()
         print("livekit-server, emulators and both workers up", file=sys.stderr, flush=True)
         for latency in latencies:
-            print(f"{latency.label()}: {args.calls} calls each", file=sys.stderr, flush=True)
-            got = sequential(stack, latency, args.calls, args.turns, memory)
-            out["sequential"].append(
-                {"latency": latency.label(), "calls": args.calls, "turns": args.turns, **got}
-            )
+            for caller_set in args.callers:
+                print(
+                    f"{latency.label()}, {caller_set} callers: {args.calls} calls each",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                got = sequential(stack, latency, args.calls, args.turns, memory, caller_set)
+                block = {"latency": latency.label(), "callers": caller_set}
+                out["sequential"].append({**block, "calls": args.calls, "turns": args.turns, **got})
         for n in levels:
             for side in stack.sides:
                 print(f"{side.label}: {n} simultaneous calls", file=sys.stderr, flush=True)

@@ -3,7 +3,9 @@
     python -m convoi.devstack.bench.callers [--cpu N] < batch.json > results.json
 
 Reads one batch from stdin: ``{"url", "api_key", "api_secret", "utterances", "max_wait_s",
-"calls": [{"agent_name", "room", "metadata", "label"}]}``. Every call of the batch starts at once:
+"pause_settle_s", "calls": [{"agent_name", "room", "metadata", "label"}]}`` (an utterance is a
+line, or a pausing one as :func:`~convoi.devstack.caller.pauses.utterance_to_json` writes it;
+``pause_settle_s`` is optional). Every call of the batch starts at once:
 dispatch the agent into a new room, then join it as the scripted caller
 (:mod:`convoi.devstack.caller`: real WebRTC audio, espeak-ng speech). Writes one JSON list to
 stdout: per call ``{"label", "room", "dispatched", "report"}`` (``dispatched`` is epoch seconds
@@ -24,6 +26,7 @@ import warnings
 from typing import Any
 
 from convoi.devstack.caller import CallerScript, caller_token, run_caller
+from convoi.devstack.caller.pauses import utterance_from_json
 from convoi.devstack.harness import dispatch_call
 
 __all__ = ["main", "run_batch"]
@@ -41,10 +44,19 @@ async def _one(batch: dict[str, Any], call: dict[str, Any]) -> dict[str, Any]:
         metadata=call["metadata"],
     )
     token = caller_token(key, secret, call["room"], "bench-caller")
-    script = CallerScript(utterances=list(batch["utterances"]), max_wait_s=batch["max_wait_s"])
+    settle = float(batch.get("pause_settle_s", CallerScript.pause_settle_s))
+    script = CallerScript(
+        utterances=[utterance_from_json(u) for u in batch["utterances"]],
+        max_wait_s=batch["max_wait_s"],
+        pause_settle_s=settle,
+        cut_in_reply_wait_s=settle,
+    )
     report = await run_caller(url, token, script)
     latencies = ", ".join(f"{v:.0f}" for v in report.reply_latencies_ms if v is not None)
     status = "ok" if report.ok else f"errors: {report.errors}"
+    if any(t.fragments for t in report.turns):
+        cuts = sum(1 for t in report.turns if t.false_cut_in)
+        status = f"false cut-ins {cuts}/{len(report.turns)}, {status}"
     print(
         f"  {call['label']}: greeting {report.greeting_latency_ms or 0:.0f} ms, replies [{latencies}] ms, {status}",
         file=sys.stderr,

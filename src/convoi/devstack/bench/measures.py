@@ -18,6 +18,11 @@ earlier preemptive request may have been cancelled):
 ``tts_first_byte``    the TTS emulator sent the first audio
 ====================  =============================================================
 
+A turn of a pausing caller (:mod:`convoi.devstack.bench.sets`) whose reply started before the real
+end of speech is a **false cut-in**: ``cut_in`` holds 1.0 for it and 0.0 for every other spoken
+turn (:data:`RATE_MEASURES`: count and rate), and its reply is left out of the latencies, which are
+measured from the real end of speech (the end of the last fragment).
+
 Provider parts are what a real provider would take: end of speech → STT final (the emulator's
 endpointing plus injected delay), LLM request → first token, TTS text → first byte. The framework
 overhead is the rest of the reply: endpointing and turn decision, getting the request out, the
@@ -35,13 +40,18 @@ from typing import Any, Final
 __all__ = [
     "JOIN_MEASURES",
     "MEMORY_MEASURES",
+    "RATE_MEASURES",
     "REPLY_MEASURES",
+    "Rate",
     "Summary",
     "call_measures",
     "comparison_rows",
     "comparison_table",
     "merge",
     "percentile",
+    "rate",
+    "rate_cell",
+    "rate_rows",
     "ratio",
     "reply_parts",
     "summarize",
@@ -67,6 +77,8 @@ REPLY_MEASURES: Final[tuple[tuple[str, str], ...]] = (
     ("eou_heard", "  end of turn decided → first audio at the caller"),
     ("overhead", "  framework overhead (reply − provider parts)"),
 )
+RATE_MEASURES: Final[tuple[tuple[str, str], ...]] = (("cut_in", "false cut-ins (turns)"),)
+"""Measures of 0/1 per turn, shown as count / turns (rate)."""
 MEMORY_MEASURES: Final[tuple[tuple[str, str], ...]] = (
     ("job_pss", "PSS per job process (MB)"),
     ("job_uss", "USS per job process (MB)"),
@@ -174,7 +186,10 @@ def call_measures(
         out["greeting"] = [float(greeting)]
     for turn in report.get("turns", []):
         eos, heard = _wall(turn.get("end_of_speech")), _wall(turn.get("first_reply_audio"))
-        if eos is None or heard is None:
+        cut_in = bool(turn.get("false_cut_in"))
+        if eos is not None:  # spoken to its end: a turn that could be cut into
+            out.setdefault("cut_in", []).append(1.0 if cut_in else 0.0)
+        if eos is None or heard is None or cut_in:
             continue
         if turn.get("agent_was_speaking"):  # the agent talked over the end of speech: no reply
             out.setdefault("overlaps", []).append(1.0)
@@ -215,6 +230,43 @@ def ratio(ours: Summary | None, stock: Summary | None) -> float | None:
     return ours.p50 / stock.p50
 
 
+@dataclass(frozen=True)
+class Rate:
+    """``count`` of ``n`` turns, and ``rate`` = count / n."""
+
+    count: int
+    n: int
+    rate: float
+
+
+def rate(values: Sequence[float]) -> Rate | None:
+    """The count of 1.0s among ``values`` (0/1 per turn) and their rate; None when empty."""
+    if not values:
+        return None
+    count = sum(1 for v in values if v)
+    return Rate(count, len(values), count / len(values))
+
+
+def rate_cell(r: Rate | None) -> str:
+    """``"3 / 16 (19 %)"`` (n/a when None)."""
+    return "n/a" if r is None else f"{r.count} / {r.n} ({100 * r.rate:.0f} %)"
+
+
+def rate_rows(
+    ours: Mapping[str, Sequence[float]],
+    stock: Mapping[str, Sequence[float]],
+    rows: Sequence[tuple[str, str]] = RATE_MEASURES,
+) -> list[dict[str, Any]]:
+    """Per rate measure: ``key``, ``label``, ``ours`` and ``stock`` (:class:`Rate` or None) and
+    ``ratio`` (ours rate / stock rate, None when either is missing or stock's is 0)."""
+    out = []
+    for key, label in rows:
+        a, b = rate(ours.get(key, [])), rate(stock.get(key, []))
+        r = a.rate / b.rate if a is not None and b is not None and b.rate > 0 else None
+        out.append({"key": key, "label": label, "ours": a, "stock": b, "ratio": r})
+    return out
+
+
 def _cell(s: Summary | None) -> str:
     return "n/a" if s is None else f"{s.p50:.0f} / {s.p95:.0f}"
 
@@ -237,9 +289,11 @@ def comparison_table(
     ours: Mapping[str, Sequence[float]],
     stock: Mapping[str, Sequence[float]],
     rows: Sequence[tuple[str, str]],
+    rates: Sequence[tuple[str, str]] = (),
 ) -> str:
     """A Markdown table: measure, ours p50 / p95, stock p50 / p95, ours / stock (of the p50s), n.
-    The ratio is n/a where the stock p50 is not positive (e.g. a preemptive request's lead)."""
+    The ratio is n/a where the stock p50 is not positive (e.g. a preemptive request's lead).
+    ``rates`` (e.g. :data:`RATE_MEASURES`) add rows of count / turns (rate) and the rates' ratio."""
     lines = [
         "| measure | ours p50 / p95 | stock p50 / p95 | ours / stock | n (ours, stock) |",
         "| --- | --- | --- | --- | --- |",
@@ -249,5 +303,11 @@ def comparison_table(
         shown = "n/a" if r is None else f"{r:.2f}"
         lines.append(
             f"| {label} | {_cell(a)} | {_cell(b)} | {shown} | {a.n if a else 0}, {b.n if b else 0} |"
+        )
+    for row in rate_rows(ours, stock, rates):
+        a, b, r = row["ours"], row["stock"], row["ratio"]
+        shown = "n/a" if r is None else f"{r:.2f}"
+        lines.append(
+            f"| {row['label']} | {rate_cell(a)} | {rate_cell(b)} | {shown} | {a.n if a else 0}, {b.n if b else 0} |"
         )
     return "\n".join(lines)

@@ -19,17 +19,22 @@ from convoi.definitions.loader import load_definitions
 from convoi.devstack import install
 from convoi.devstack.bench.measures import Measures, call_measures, merge, percentile
 from convoi.devstack.bench.sampler import TreeSampler, _tree, tree_pss_mb
+from convoi.devstack.bench.sets import pausing_scenario, utterances_for
+from convoi.devstack.caller.pauses import Utterance, utterance_to_json
 from convoi.devstack.demo import AGENT_ID, SCENARIO, UTTERANCES
 from convoi.devstack.harness import EmulatorsProcess, WorkerProcess
 from convoi.devstack.livekit_server import LiveKitServer, ServerConfig
 from convoi.worker.turn_timing import EVENTS_ENV
 
-__all__ = ["BENCH_SERVER", "EMULATORS_PORT", "Latency", "Side", "Stack"]
+__all__ = ["BENCH_SERVER", "EMULATORS_PORT", "Latency", "Side", "Stack", "parse_env"]
 
 BENCH_SERVER: Final = ServerConfig(port=7940, rtc_tcp_port=7941, rtc_udp_port=7942)
 """The benchmark's livekit-server (clear of the tests' 7880-7882/7900-7905 and bench_sip's 7920s)."""
 EMULATORS_PORT: Final = 7945
 IDLE_TIMEOUT_S: Final = 90.0
+PAUSE_SETTLE_S: Final = 2.0
+"""After a pausing turn's reply, more agent speech within this long (plus the injected
+latencies) is waited for before the next turn: a second reply, to the whole utterance."""
 
 
 @dataclass(frozen=True)
@@ -45,6 +50,18 @@ class Latency:
         """``"250/400/150"`` → STT final 250, LLM TTFT 400, TTS TTFB 150."""
         stt, llm, tts = (int(v) for v in text.split("/"))
         return cls(stt, llm, tts)
+
+    def total_s(self) -> float:
+        """The injected latencies added up (s)."""
+        return (self.stt_final_ms + self.llm_ttft_ms + self.tts_ttfb_ms) / 1000
+
+    def scenario(self) -> dict[str, int]:
+        """The scenario's ``latency`` block."""
+        return {
+            "stt_final_ms": self.stt_final_ms,
+            "llm_ttft_ms": self.llm_ttft_ms,
+            "tts_ttfb_ms": self.tts_ttfb_ms,
+        }
 
     def label(self) -> str:
         """How the tables name it."""
@@ -110,6 +127,8 @@ class Stack:
     work: Path
     idle_processes: int = 1
     caller_cpu: int | None = None
+    ours_env: dict[str, str] = field(default_factory=dict)
+    """Extra environment of convoi's worker only (``--ours-env``: experiments side by side)."""
     server: LiveKitServer | None = None
     emulators: EmulatorsProcess | None = None
     sides: list[Side] = field(default_factory=list)
@@ -149,9 +168,10 @@ class Stack:
             ("stock", stock_meta, "convoi.devstack.bench.stock_agent"),
         ):
             events = self.work / f"events-{label}.jsonl"
+            extra = self.ours_env if label == "ours" else {}
             worker = WorkerProcess(
                 self.work / f"worker-{label}.log",
-                {**env, EVENTS_ENV: str(events)},
+                {**env, EVENTS_ENV: str(events), **extra},
                 agent_name=f"convoi-bench-{label}-{tag}",
             )
             if module is not None:
@@ -170,20 +190,34 @@ class Stack:
         if self.server is not None:
             self.server.stop()
 
-    def load(self, latency: Latency, *, turns: int) -> list[str]:
-        """Load the demo scenario with ``latency``; the caller's utterances (``turns`` of them)."""
+    def load(
+        self, latency: Latency, *, turns: int, caller_set: str = "plain", call_index: int = 0
+    ) -> list[Utterance]:
+        """Load the emulators' scenario for call ``call_index`` of ``caller_set`` with
+        ``latency``; the caller's utterances (``turns`` of them). ``plain``: the demo scenario;
+        ``pausing``: :func:`~convoi.devstack.bench.sets.pausing_scenario`."""
         assert self.emulators is not None
-        scenario = yaml.safe_load(SCENARIO.read_text())
-        scenario["latency"] = {
-            "stt_final_ms": latency.stt_final_ms,
-            "llm_ttft_ms": latency.llm_ttft_ms,
-            "tts_ttfb_ms": latency.tts_ttfb_ms,
-        }
+        utterances = utterances_for(caller_set, call_index, turns, UTTERANCES)
+        if caller_set == "plain":
+            scenario = yaml.safe_load(SCENARIO.read_text())
+            scenario["latency"] = latency.scenario()
+        else:
+            scenario = pausing_scenario(utterances, latency.scenario())
         self.emulators.load_scenario(scenario)
-        return [UTTERANCES[i % len(UTTERANCES)] for i in range(turns)]
+        return utterances
 
-    def callers(self, side: Side, n: int, utterances: list[str], tag: str) -> list[dict[str, Any]]:
-        """``n`` simultaneous calls to ``side`` by the callers' process; their results."""
+    def callers(
+        self,
+        side: Side,
+        n: int,
+        utterances: list[Utterance],
+        tag: str,
+        *,
+        caller_set: str = "plain",
+        settle_s: float = PAUSE_SETTLE_S,
+    ) -> list[dict[str, Any]]:
+        """``n`` simultaneous calls to ``side`` by the callers' process; their results.
+        ``settle_s``: how long a pausing caller waits for more agent speech after a reply."""
         assert self.server is not None
         calls = []
         for i in range(n):
@@ -200,8 +234,9 @@ class Stack:
             "url": self.server.url,
             "api_key": self.server.api_key,
             "api_secret": self.server.api_secret,
-            "utterances": utterances,
+            "utterances": [utterance_to_json(u) for u in utterances],
             "max_wait_s": 90,
+            "pause_settle_s": settle_s,
             "calls": calls,
         }
         argv = [sys.executable, "-m", "convoi.devstack.bench.callers"]
@@ -217,11 +252,20 @@ class Stack:
             {
                 **r,
                 "side": side.label,
+                "callers": caller_set,
                 "report": {k: v for k, v in r["report"].items() if k not in drop},
             }
             for r in results
         ]
         return results
+
+
+def parse_env(text: str) -> tuple[str, str]:
+    """``"KEY=VALUE"`` → ``("KEY", "VALUE")`` (the value may hold ``=``; the key may not be empty)."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip() or key != key.strip():
+        raise ValueError(f"expected KEY=VALUE, got {text!r}")
+    return key, value
 
 
 def caller_core() -> int | None:
@@ -231,17 +275,30 @@ def caller_core() -> int | None:
 
 
 def sequential(
-    stack: Stack, latency: Latency, calls: int, turns: int, memory: dict[str, Measures]
+    stack: Stack,
+    latency: Latency,
+    calls: int,
+    turns: int,
+    memory: dict[str, Measures],
+    caller_set: str = "plain",
 ) -> dict[str, Measures]:
-    """``calls`` calls per side, one at a time, interleaved (ours, stock, ours, …)."""
+    """``calls`` calls per side, one at a time, interleaved (ours, stock, ours, …), by callers of
+    ``caller_set`` (call ``i`` of each side says the same)."""
     assert stack.emulators is not None
     out: dict[str, Measures] = {s.label: {} for s in stack.sides}
     for i in range(1, calls + 1):
         for side in stack.sides:
             side.wait_until_idle()
-            utterances = stack.load(latency, turns=turns)
+            utterances = stack.load(latency, turns=turns, caller_set=caller_set, call_index=i - 1)
             with TreeSampler(side.pid) as sampler:
-                (result,) = stack.callers(side, 1, utterances, f"call {i}/{calls}")
+                (result,) = stack.callers(
+                    side,
+                    1,
+                    utterances,
+                    f"{caller_set} call {i}/{calls}",
+                    caller_set=caller_set,
+                    settle_s=PAUSE_SETTLE_S + latency.total_s(),
+                )
             room = result["room"]
             eou = side.eou(room)
             decided = [e["at"] - e["on_user_turn_completed_delay"] for e in eou]

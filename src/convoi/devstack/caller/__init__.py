@@ -12,6 +12,10 @@ audio, records everything the agent says and measures what a caller experiences:
   ``first_reply_audio`` (first loud agent frame after it) and ``reply_end`` (the agent went quiet
   for ``end_silence_ms``).
 
+An utterance may be a :class:`PausingUtterance`, said in fragments with silent pauses between them
+(:mod:`convoi.devstack.caller.pauses`): its turn also records each fragment's start and end, the
+pauses, and whether the agent's reply started before the real end of speech (a false cut-in).
+
 Every timestamp carries both ``time.monotonic()`` (for latencies) and ``time.time()`` (to correlate
 with logs of other processes). Transcriptions the agent publishes on the ``lk.transcription`` text
 stream topic are collected too. Every step has a deadline: a step that times out adds an error to the
@@ -25,12 +29,14 @@ Command line::
 
 from __future__ import annotations
 
+from convoi.devstack.caller.pauses import PausingUtterance, Utterance
 from convoi.devstack.caller.report import (
     TRANSCRIPTION_TOPIC,
     AgentSegment,
     CallerEvent,
     CallerReport,
     CallerScript,
+    FragmentReport,
     Stamp,
     TranscriptEvent,
     TurnReport,
@@ -44,9 +50,12 @@ __all__ = [
     "CallerEvent",
     "CallerReport",
     "CallerScript",
+    "FragmentReport",
+    "PausingUtterance",
     "Stamp",
     "TranscriptEvent",
     "TurnReport",
+    "Utterance",
     "caller_token",
     "run_caller",
 ]

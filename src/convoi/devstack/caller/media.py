@@ -47,6 +47,8 @@ class _AgentAudio:
         self.first_frame: Stamp | None = None
         self.last_frame_mono: float | None = None
         self.segments: list[AgentSegment] = []
+        self.onsets: list[Stamp] = []
+        """Receipt of each segment's first loud frame (the agent started speaking)."""
         self.speaking = False
         self._seg_start: Stamp | None = None
         self._seg_start_sample = 0
@@ -78,6 +80,7 @@ class _AgentAudio:
         if level >= self.threshold:
             if not self.speaking:
                 self.speaking = True
+                self.onsets.append(at)
                 self._seg_start = at
                 self._seg_start_sample = start
                 self._seg_peak = 0.0
@@ -134,7 +137,8 @@ class _AgentAudio:
 @dataclass
 class _Utterance:
     pcm: np.ndarray
-    done: asyncio.Future[tuple[Stamp, Stamp]]
+    done: asyncio.Future[tuple[Stamp, Stamp, list[Stamp]]]
+    marks: tuple[int, ...] = ()
 
 
 def _trim_silence(pcm: np.ndarray, rate: int, threshold: float) -> np.ndarray:
@@ -148,6 +152,11 @@ def _trim_silence(pcm: np.ndarray, rate: int, threshold: float) -> np.ndarray:
     if not loud:
         return pcm
     return pcm[loud[0] * win : min(pcm.size, (loud[-1] + 1) * win)]
+
+
+def _in(marks: tuple[int, ...], first: int, n: int) -> list[int]:
+    """The offsets of ``marks`` in ``[first, first + n)``."""
+    return [m for m in marks if first <= m < first + n]
 
 
 class _Microphone:
@@ -172,8 +181,17 @@ class _Microphone:
 
     async def say(self, pcm: np.ndarray) -> tuple[Stamp, Stamp]:
         """Queue speech; returns when its last sample has left: (start, end) of the speech."""
-        done: asyncio.Future[tuple[Stamp, Stamp]] = asyncio.get_running_loop().create_future()
-        await self._pending.put(_Utterance(pcm, done))
+        start, end, _ = await self.say_marked(pcm, ())
+        return start, end
+
+    async def say_marked(
+        self, pcm: np.ndarray, marks: tuple[int, ...]
+    ) -> tuple[Stamp, Stamp, list[Stamp]]:
+        """Like :meth:`say`, plus the moment each sample offset of ``marks`` left (in order)."""
+        done: asyncio.Future[tuple[Stamp, Stamp, list[Stamp]]] = (
+            asyncio.get_running_loop().create_future()
+        )
+        await self._pending.put(_Utterance(pcm, done, marks))
         return await done
 
     async def _capture(self, chunk: np.ndarray) -> None:
@@ -190,11 +208,18 @@ class _Microphone:
                 continue
             try:
                 start = Stamp.now().shifted(self.source.queued_duration)
+                marked: list[Stamp] = []
                 for i in range(0, utt.pcm.size, self.frame):
+                    if utt.marks:  # sample i leaves once what is queued has
+                        at = Stamp.now().shifted(self.source.queued_duration)
+                        marked += [
+                            at.shifted((m - i) / self.rate) for m in _in(utt.marks, i, self.frame)
+                        ]
                     await self._capture(utt.pcm[i : i + self.frame])
                 end = Stamp.now().shifted(self.source.queued_duration)
+                marked += [end for _ in utt.marks[len(marked) :]]  # offsets at (or past) the end
                 if not utt.done.done():
-                    utt.done.set_result((start, end))
+                    utt.done.set_result((start, end, marked))
             except BaseException as e:
                 if not utt.done.done():
                     utt.done.set_exception(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import time
 import wave
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from convoi.devstack.audio import SPEECH_RMS_THRESHOLD
+from convoi.devstack.caller.pauses import Utterance
 
 TRANSCRIPTION_TOPIC = "lk.transcription"
 """Text stream topic on which livekit-agents publishes user and agent transcriptions."""
@@ -91,8 +92,27 @@ class AgentSegment:
 
 
 @dataclass
+class FragmentReport:
+    """One fragment of a pausing utterance: its words and when its speech left the microphone."""
+
+    text: str
+    start: Stamp
+    end: Stamp
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {"text": self.text, "start": self.start.to_dict(), "end": self.end.to_dict()}
+
+
+@dataclass
 class TurnReport:
-    """One caller utterance and the agent's reply to it."""
+    """One caller utterance and the agent's reply to it.
+
+    For a pausing utterance (:class:`~convoi.devstack.caller.pauses.PausingUtterance`)
+    ``fragments`` and ``pauses_ms`` say how it was said, ``end_of_speech`` is the real end of
+    speech (the last fragment's end) and ``false_cut_in`` whether the agent's reply audio started
+    before it (:func:`~convoi.devstack.caller.pauses.classify_turn`).
+    """
 
     index: int
     text: str
@@ -102,7 +122,21 @@ class TurnReport:
     reply_end: Stamp | None = None
     speech_duration_s: float = 0.0
     agent_was_speaking: bool = False
-    """The agent was already talking when the caller finished (overlap / barge-in)."""
+    """The agent was already talking when the caller finished (overlap / barge-in); for a pausing
+    utterance that was not a cut-in: the agent talked before the first fragment ended."""
+    fragments: list[FragmentReport] = field(default_factory=list)
+    """A pausing utterance's fragments (empty for a plain one)."""
+    pauses_ms: list[float] = field(default_factory=list)
+    """The silences between the fragments as they left the microphone."""
+    false_cut_in: bool = False
+    """The agent's reply audio started during a pause or over a later fragment."""
+    cut_in_at: Stamp | None = None
+    """The agent's speech onset that made the turn a cut-in (or an overlap)."""
+    cut_in_during: str | None = None
+    """Where the cut-in fell: ``"pause N"`` or ``"fragment N"``."""
+    extra_replies: int = 0
+    """Agent speech that started after the reply had ended, before the next turn (a reply to an
+    early end of turn followed by one to the whole utterance)."""
 
     @property
     def reply_latency_ms(self) -> float | None:
@@ -127,6 +161,12 @@ class TurnReport:
             "agent_was_speaking": self.agent_was_speaking,
             "reply_latency_ms": self.reply_latency_ms,
             "reply_duration_ms": self.reply_duration_ms,
+            "fragments": [f.to_dict() for f in self.fragments],
+            "pauses_ms": list(self.pauses_ms),
+            "false_cut_in": self.false_cut_in,
+            "cut_in_at": _stamp_dict(self.cut_in_at),
+            "cut_in_during": self.cut_in_during,
+            "extra_replies": self.extra_replies,
         }
 
 
@@ -186,7 +226,8 @@ class CallerScript:
     the script (with an error in the report) and the caller leaves.
     """
 
-    utterances: list[str] = field(default_factory=list)
+    utterances: Sequence[Utterance] = field(default_factory=list)
+    """Plain lines are said at once; a ``PausingUtterance`` in fragments with its pauses."""
     wait_for_greeting: bool = True
     """Wait until the agent has spoken (and finished) before the first utterance."""
     end_silence_ms: int = 700
@@ -212,6 +253,13 @@ class CallerScript:
     and go (a call whose job processes are killed and resumed)."""
     follow_new_agent: bool = False
     """When the agent has left, take the next agent that joins as the agent (a resumed call)."""
+    pause_settle_s: float = 2.5
+    """After the reply to a pausing utterance ended: agent speech starting within this long is
+    part of the turn (a second reply, to the whole utterance, after one to a fragment); the next
+    turn starts once the agent stayed quiet this long. Plain turns never wait for it."""
+    cut_in_reply_wait_s: float = 8.0
+    """After a cut-in: how long to wait for agent speech after the real end of speech (the agent
+    may have said all it had to say during the pause)."""
     before_turn: Callable[[int], Awaitable[None]] | None = None
     """Awaited before each utterance, with its 1-based index (a test's hook: e.g. kill the worker
     and wait for the call to be resumed)."""

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import itertools
 import json
 import logging
 import time
@@ -15,6 +17,7 @@ from livekit import rtc
 
 from convoi.devstack.audio import resample, synthesize
 from convoi.devstack.caller.media import _AgentAudio, _Changed, _Microphone, _trim_silence
+from convoi.devstack.caller.pauses import PausePlan, PausingUtterance, classify_turn, pause_plan
 from convoi.devstack.caller.report import (
     _ATTR_FINAL,
     _ATTR_SEGMENT_ID,
@@ -24,6 +27,7 @@ from convoi.devstack.caller.report import (
     CallerEvent,
     CallerReport,
     CallerScript,
+    FragmentReport,
     Stamp,
     TranscriptEvent,
     TurnReport,
@@ -31,6 +35,9 @@ from convoi.devstack.caller.report import (
 )
 
 logger = logging.getLogger("convoi.devstack.caller")
+
+_MAX_EXTRA_REPLIES = 4
+"""Agent speech starting again after a pausing turn's reply: waited for at most this often."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -86,6 +93,8 @@ class _Caller:
         self.leaving = False
         self.room_closed = False
         self.tasks: set[asyncio.Task[Any]] = set()
+        self.step = "start"
+        """The script's current step (named in errors)."""
 
     # -- events ---------------------------------------------------------------------------
 
@@ -275,6 +284,162 @@ class _Caller:
 
     # -- script ---------------------------------------------------------------------------
 
+    async def plain_turn(self, i: int, text: str) -> None:
+        """Say ``text`` at once, then wait for the reply to start and end."""
+        script, r = self.script, self.report
+        assert self.mic is not None
+        turn = TurnReport(index=i, text=text)
+        r.turns.append(turn)
+        pcm = synthesize(
+            text, script.mic_sample_rate, voice=script.voice, speed_wpm=script.speed_wpm
+        )
+        pcm = _trim_silence(pcm, script.mic_sample_rate, script.speech_rms_threshold)
+        turn.speech_duration_s = pcm.size / script.mic_sample_rate
+        self.step = f"speak turn {i}"
+        self.emit("speech_start", f"saying turn {i}: {text!r}", turn=i, text=text)
+        start, end = await asyncio.wait_for(
+            self.mic.say(pcm), turn.speech_duration_s + script.max_wait_s
+        )
+        turn.speech_start, turn.end_of_speech = start, end
+        turn.agent_was_speaking = self.audio.speaking
+        self.emit(
+            "end_of_speech",
+            f"said turn {i} ({turn.speech_duration_s * 1000:.0f} ms of speech)",
+            at=end,
+            turn=i,
+        )
+        if turn.agent_was_speaking:
+            self.emit("warning", f"agent was speaking when turn {i} ended", turn=i)
+        self.step = f"reply {i} start"
+        turn.first_reply_audio = await self.wait_loud_after(self.step, end.mono)
+        self.emit(
+            "reply_start",
+            f"heard reply {i} after {turn.reply_latency_ms:.0f} ms",
+            at=turn.first_reply_audio,
+            turn=i,
+            latency_ms=turn.reply_latency_ms,
+        )
+        self.step = f"reply {i} end"
+        turn.reply_end = await self.wait_agent_quiet(self.step)
+        self.emit(
+            "reply_end",
+            f"reply {i} ended ({turn.reply_duration_ms or 0.0:.0f} ms of speech)",
+            at=turn.reply_end,
+            turn=i,
+        )
+
+    def fragments_pcm(self, utt: PausingUtterance) -> tuple[np.ndarray, PausePlan]:
+        """The utterance's audio: each fragment's speech, silence for each pause; its plan."""
+        script = self.script
+        rate = script.mic_sample_rate
+        pcms = [
+            _trim_silence(
+                synthesize(text, rate, voice=script.voice, speed_wpm=script.speed_wpm),
+                rate,
+                script.speech_rms_threshold,
+            )
+            for text in utt.fragments
+        ]
+        plan = pause_plan([p.size for p in pcms], utt.pauses_ms, rate)
+        pcm = np.zeros(plan.total, dtype=np.int16)
+        for (a, b), fragment in zip(plan.spans, pcms, strict=True):
+            pcm[a:b] = fragment
+        return pcm, plan
+
+    def judge(self, turn: TurnReport, speaking_at_start: bool) -> None:
+        """Classify the turn just said (cut-in, overlap or clean) into ``turn``."""
+        onsets = {o.mono: o for o in self.audio.onsets}
+        verdict = classify_turn(
+            [(f.start.mono, f.end.mono) for f in turn.fragments],
+            onsets,
+            speaking_at_start=speaking_at_start,
+        )
+        turn.cut_in_at = None if verdict.at is None else onsets[verdict.at]
+        turn.false_cut_in = verdict.kind == "cut_in"
+        turn.agent_was_speaking = verdict.kind == "overlap"
+        turn.cut_in_during = verdict.during
+        if turn.false_cut_in:
+            self.emit(
+                "warning", f"agent cut in on turn {turn.index} ({verdict.during})", turn=turn.index
+            )
+        elif turn.agent_was_speaking:
+            self.emit("warning", f"agent talked over turn {turn.index}", turn=turn.index)
+
+    async def pausing_turn(self, i: int, utt: PausingUtterance) -> None:
+        """Say ``utt`` fragment by fragment with its pauses, judge what the agent did meanwhile,
+        wait for the reply (if any after a cut-in) and for the agent to settle."""
+        script = self.script
+        assert self.mic is not None
+        turn = TurnReport(index=i, text=utt.text)
+        self.report.turns.append(turn)
+        pcm, plan = self.fragments_pcm(utt)
+        turn.speech_duration_s = plan.total / script.mic_sample_rate
+        self.step = f"speak turn {i}"
+        self.emit("speech_start", f"saying turn {i} in {len(utt.fragments)} fragments", turn=i)
+        speaking_at_start = self.audio.speaking
+        start, end, marks = await asyncio.wait_for(
+            self.mic.say_marked(pcm, plan.marks), turn.speech_duration_s + script.max_wait_s
+        )
+        turn.fragments = [
+            FragmentReport(text, marks[2 * k], marks[2 * k + 1])
+            for k, text in enumerate(utt.fragments)
+        ]
+        turn.pauses_ms = [
+            (b.start.mono - a.end.mono) * 1000 for a, b in itertools.pairwise(turn.fragments)
+        ]
+        turn.speech_start, turn.end_of_speech = start, end
+        self.emit("end_of_speech", f"said turn {i}", at=end, turn=i)
+        self.judge(turn, speaking_at_start)
+        self.step = f"reply {i} start"
+        if turn.false_cut_in or turn.agent_was_speaking:  # its reply may be over already
+            turn.first_reply_audio = await self.loud_after_or_none(
+                end.mono, script.cut_in_reply_wait_s
+            )
+        else:
+            turn.first_reply_audio = await self.wait_loud_after(self.step, end.mono)
+        if turn.first_reply_audio is not None:
+            self.emit("reply_start", f"heard reply {i}", at=turn.first_reply_audio, turn=i)
+        self.step = f"reply {i} end"
+        turn.reply_end = await self.wait_agent_quiet(self.step)
+        turn.extra_replies = await self.settle()
+        self.emit("reply_end", f"reply {i} ended", at=turn.reply_end, turn=i)
+
+    async def loud_after_or_none(self, mono: float, timeout: float) -> Stamp | None:
+        """The first loud agent frame at or after ``mono`` within ``timeout``, else None."""
+        await self.poll(
+            lambda: self.audio.first_loud_after(mono) is not None or self.agent_gone(), timeout
+        )
+        return self.audio.first_loud_after(mono)
+
+    async def settle(self) -> int:
+        """Wait until the agent stayed quiet ``pause_settle_s``; how many times it spoke again."""
+        extra = 0
+        while extra < _MAX_EXTRA_REPLIES and not self.agent_gone():
+            if not await self.poll(
+                functools.partial(self.spoke_since, time.monotonic()),
+                self.script.pause_settle_s,
+            ):
+                break
+            extra += 1
+            await self.wait_agent_quiet(self.step)
+        return extra
+
+    def spoke_since(self, mono: float) -> bool:
+        """The agent started speaking at or after ``mono``."""
+        return bool(self.audio.onsets) and self.audio.onsets[-1].mono >= mono
+
+    async def poll(self, pred: Callable[[], bool], timeout: float) -> bool:
+        """Wait up to ``timeout`` for ``pred()``; whether it came true (never raises)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            self.audio.check_stalled()
+            if pred():
+                return True
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            await self.changed.wait(min(remaining, _POLL_S))
+
     async def run(self) -> CallerReport:
         r = self.report
         script = self.script
@@ -285,7 +450,7 @@ class _Caller:
         room.on("track_unsubscribed", self.on_track_unsubscribed)
         room.on("disconnected", self.on_disconnected)
         room.register_text_stream_handler(TRANSCRIPTION_TOPIC, self.on_text_stream)
-        step = "connect"
+        self.step = "connect"
         try:
             try:
                 await asyncio.wait_for(
@@ -303,7 +468,7 @@ class _Caller:
             for p in room.remote_participants.values():
                 self.on_participant(p)
 
-            step = "publish microphone"
+            self.step = "publish microphone"
             self.mic = _Microphone(script.mic_sample_rate, script.mic_frame_ms)
             self.mic.start()
             await asyncio.wait_for(
@@ -314,83 +479,52 @@ class _Caller:
                 script.connect_timeout_s,
             )
 
-            step = "agent join"
+            self.step = "agent join"
             await self.wait_until(
-                step, lambda: self.agent is not None or self.room_closed, script.max_wait_s
+                self.step, lambda: self.agent is not None or self.room_closed, script.max_wait_s
             )
             if self.agent is None:
-                raise _StepFailed(f"step '{step}' failed: the room closed before the agent joined")
+                raise _StepFailed(
+                    f"step '{self.step}' failed: the room closed before the agent joined"
+                )
 
             if script.wait_for_greeting:
-                step = "greeting start"
-                r.first_agent_audio = await self.wait_loud_after(step, 0.0)
+                self.step = "greeting start"
+                r.first_agent_audio = await self.wait_loud_after(self.step, 0.0)
                 self.emit(
                     "greeting_start",
                     f"heard greeting after {self.ms_since_join(r.first_agent_audio):.0f} ms",
                     at=r.first_agent_audio,
                 )
-                step = "greeting end"
-                r.greeting_end = await self.wait_agent_quiet(step)
+                self.step = "greeting end"
+                r.greeting_end = await self.wait_agent_quiet(self.step)
                 dur = _ms_between(r.first_agent_audio, r.greeting_end) or 0.0
                 self.emit(
                     "greeting_end", f"greeting ended ({dur:.0f} ms of speech)", at=r.greeting_end
                 )
 
-            for i, text in enumerate(script.utterances, start=1):
+            for i, utterance in enumerate(script.utterances, start=1):
                 if script.before_turn is not None:
-                    step = f"before turn {i}"
+                    self.step = f"before turn {i}"
                     await script.before_turn(i)
-                turn = TurnReport(index=i, text=text)
-                r.turns.append(turn)
-                pcm = synthesize(
-                    text, script.mic_sample_rate, voice=script.voice, speed_wpm=script.speed_wpm
-                )
-                pcm = _trim_silence(pcm, script.mic_sample_rate, script.speech_rms_threshold)
-                turn.speech_duration_s = pcm.size / script.mic_sample_rate
-                step = f"speak turn {i}"
-                self.emit("speech_start", f"saying turn {i}: {text!r}", turn=i, text=text)
-                start, end = await asyncio.wait_for(
-                    self.mic.say(pcm), turn.speech_duration_s + script.max_wait_s
-                )
-                turn.speech_start, turn.end_of_speech = start, end
-                turn.agent_was_speaking = self.audio.speaking
-                self.emit(
-                    "end_of_speech",
-                    f"said turn {i} ({turn.speech_duration_s * 1000:.0f} ms of speech)",
-                    at=end,
-                    turn=i,
-                )
-                if turn.agent_was_speaking:
-                    self.emit("warning", f"agent was speaking when turn {i} ended", turn=i)
-                step = f"reply {i} start"
-                turn.first_reply_audio = await self.wait_loud_after(step, end.mono)
-                self.emit(
-                    "reply_start",
-                    f"heard reply {i} after {turn.reply_latency_ms:.0f} ms",
-                    at=turn.first_reply_audio,
-                    turn=i,
-                    latency_ms=turn.reply_latency_ms,
-                )
-                step = f"reply {i} end"
-                turn.reply_end = await self.wait_agent_quiet(step)
-                self.emit(
-                    "reply_end",
-                    f"reply {i} ended ({turn.reply_duration_ms or 0.0:.0f} ms of speech)",
-                    at=turn.reply_end,
-                    turn=i,
-                )
+                if isinstance(utterance, PausingUtterance):
+                    await self.pausing_turn(i, utterance)
+                else:
+                    await self.plain_turn(i, utterance)
 
             if not script.hang_up_after:
-                step = "agent hang-up"
+                self.step = "agent hang-up"
                 gone = (lambda: self.room_closed) if script.wait_for_room_close else self.agent_gone
-                await self.wait_until(step, gone, script.max_wait_s)
+                await self.wait_until(self.step, gone, script.max_wait_s)
         except _StepFailed as e:
-            self.emit("error", str(e), step=step)
+            self.emit("error", str(e), step=self.step)
         except asyncio.CancelledError:
-            self.emit("error", f"cancelled during step '{step}'", step=step)
+            self.emit("error", f"cancelled during step '{self.step}'", step=self.step)
             raise
         except Exception as e:
-            self.emit("error", f"step '{step}' failed: {type(e).__name__}: {e}", step=step)
+            self.emit(
+                "error", f"step '{self.step}' failed: {type(e).__name__}: {e}", step=self.step
+            )
         finally:
             await self.leave()
         return r
