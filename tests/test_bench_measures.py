@@ -1,4 +1,5 @@
-"""The benchmark's arithmetic (pure): a reply decomposed from its timestamps, the tables."""
+"""The benchmark's arithmetic (pure): a reply decomposed from its timestamps, false cut-ins, the
+tables."""
 
 from __future__ import annotations
 
@@ -7,11 +8,16 @@ from typing import Any
 import pytest
 
 from convoi.devstack.bench.measures import (
+    JOIN_MEASURES,
+    RATE_MEASURES,
     REPLY_MEASURES,
+    Rate,
     call_measures,
     comparison_rows,
     comparison_table,
     percentile,
+    rate_cell,
+    rate_rows,
     reply_parts,
 )
 
@@ -114,3 +120,50 @@ def test_the_ratio_column_divides_the_p50s_and_skips_non_positive_ones() -> None
 def test_percentile_is_nearest_rank() -> None:
     assert percentile([5.0, 1.0, 3.0, 2.0, 4.0], 0.95) == 5.0
     assert percentile([5.0, 1.0, 3.0, 2.0, 4.0], 0.5) == 3.0
+
+
+# -- false cut-ins (pausing callers) ------------------------------------------------------------
+
+
+def test_a_cut_in_turn_counts_as_one_and_its_reply_is_left_out() -> None:
+    got = call_measures(_result(false_cut_in=True, cut_in_during="pause 1"), _records(), [100.5])
+    assert got["cut_in"] == [1.0]
+    assert "reply" not in got and "eos_stt" not in got and "overlaps" not in got
+
+
+def test_every_other_spoken_turn_counts_as_zero_with_its_reply() -> None:
+    got = call_measures(_result(), _records(), [100.5])
+    assert got["cut_in"] == [0.0] and got["reply"] == pytest.approx([1000])
+    talked_over = call_measures(_result(agent_was_speaking=True), _records(), [100.5])
+    assert talked_over["cut_in"] == [0.0]
+
+
+def test_a_turn_never_spoken_to_its_end_is_not_counted() -> None:
+    got = call_measures(_result(end_of_speech=None, first_reply_audio=None))
+    assert "cut_in" not in got and "reply" not in got
+
+
+def test_a_cut_in_without_a_reply_after_the_end_still_counts() -> None:
+    got = call_measures(_result(false_cut_in=True, first_reply_audio=None))
+    assert got["cut_in"] == [1.0] and "reply" not in got
+
+
+def test_the_false_cut_in_row_shows_count_turns_and_rate() -> None:
+    ours = {"cut_in": [1.0] * 3 + [0.0] * 13, "reply": [800.0]}
+    stock = {"cut_in": [1.0] * 2 + [0.0] * 14, "reply": [900.0]}
+    (row,) = rate_rows(ours, stock, RATE_MEASURES)
+    assert row["ours"] == Rate(3, 16, 3 / 16) and row["stock"] == Rate(2, 16, 2 / 16)
+    assert row["ratio"] == pytest.approx(1.5)
+    assert rate_cell(row["ours"]) == "3 / 16 (19 %)"
+    table = comparison_table(ours, stock, JOIN_MEASURES, RATE_MEASURES)
+    assert "| false cut-ins (turns) | 3 / 16 (19 %) | 2 / 16 (12 %) | 1.50 | 16, 16 |" in table
+    assert "| end of caller speech → first reply audio | 800 / 800 | 900 / 900 | 0.89 |" in table
+
+
+def test_no_cut_in_at_stock_leaves_the_ratio_undefined() -> None:
+    (row,) = rate_rows({"cut_in": [0.0, 1.0]}, {"cut_in": [0.0, 0.0]})
+    assert row["ratio"] is None and rate_cell(row["stock"]) == "0 / 2 (0 %)"
+    (empty,) = rate_rows({}, {})
+    assert empty["ours"] is None and rate_cell(empty["ours"]) == "n/a"
+    table = comparison_table({}, {}, (), RATE_MEASURES)
+    assert "| false cut-ins (turns) | n/a | n/a | n/a | 0, 0 |" in table

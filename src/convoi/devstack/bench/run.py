@@ -26,7 +26,7 @@ from convoi.devstack.harness import EmulatorsProcess, WorkerProcess
 from convoi.devstack.livekit_server import LiveKitServer, ServerConfig
 from convoi.worker.turn_timing import EVENTS_ENV
 
-__all__ = ["BENCH_SERVER", "EMULATORS_PORT", "Latency", "Side", "Stack", "parse_env"]
+__all__ = ["BENCH_SERVER", "EMULATORS_PORT", "Latency", "Side", "Stack", "parse_env", "side_env"]
 
 BENCH_SERVER: Final = ServerConfig(port=7940, rtc_tcp_port=7941, rtc_udp_port=7942)
 """The benchmark's livekit-server (clear of the tests' 7880-7882/7900-7905 and bench_sip's 7920s)."""
@@ -168,10 +168,9 @@ class Stack:
             ("stock", stock_meta, "convoi.devstack.bench.stock_agent"),
         ):
             events = self.work / f"events-{label}.jsonl"
-            extra = self.ours_env if label == "ours" else {}
             worker = WorkerProcess(
                 self.work / f"worker-{label}.log",
-                {**env, EVENTS_ENV: str(events), **extra},
+                side_env(env, label, events, self.ours_env),
                 agent_name=f"convoi-bench-{label}-{tag}",
             )
             if module is not None:
@@ -258,6 +257,15 @@ class Stack:
             for r in results
         ]
         return results
+
+
+def side_env(
+    base: dict[str, str], label: str, events: Path, ours_env: dict[str, str]
+) -> dict[str, str]:
+    """The environment of one side's worker: ``base``, its events file, and for ``ours`` the
+    ``--ours-env`` extras (which win)."""
+    extra = ours_env if label == "ours" else {}
+    return {**base, EVENTS_ENV: str(events), **extra}
 
 
 def parse_env(text: str) -> tuple[str, str]:

@@ -211,7 +211,7 @@ class _Microphone:
                 marked: list[Stamp] = []
                 for i in range(0, utt.pcm.size, self.frame):
                     if utt.marks:  # sample i leaves once what is queued has
-                        at = Stamp.now().shifted(self.source.queued_duration)
+                        at = start if i == 0 else Stamp.now().shifted(self.source.queued_duration)
                         marked += [
                             at.shifted((m - i) / self.rate) for m in _in(utt.marks, i, self.frame)
                         ]
