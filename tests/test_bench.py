@@ -37,6 +37,12 @@ def test_smoke_run_measures_both_workers(artifacts_dir: Path, tmp_path: Path) ->
     assert done.returncode == 0, log.read_text()[-4000:]
     result = json.loads(out.read_text())
     (block,) = result["sequential"]
+    assert block["callers"] == "plain"  # smoke runs the plain callers only
+    (cut_ins,) = block["rates"]
+    assert cut_ins["key"] == "cut_in"
+    for side in ("ours", "stock"):  # a plain turn has no pause to cut into
+        assert cut_ins[side] == {"count": 0, "n": 1, "rate": 0.0}, side
+    assert {r["callers"] for r in result["calls"]} == {"plain"}
     expected = {key for key, _ in JOIN_MEASURES + REPLY_MEASURES}
     assert {row["key"] for row in block["table"]} == expected
     for row in [*block["table"], *result["memory_table"]]:

@@ -15,6 +15,9 @@ from convoi.devstack.bench.measures import (
     call_measures,
     comparison_rows,
     comparison_table,
+    pause_outcomes,
+    pause_rows,
+    pause_table,
     percentile,
     rate_cell,
     rate_rows,
@@ -167,3 +170,44 @@ def test_no_cut_in_at_stock_leaves_the_ratio_undefined() -> None:
     assert empty["ours"] is None and rate_cell(empty["ours"]) == "n/a"
     table = comparison_table({}, {}, (), RATE_MEASURES)
     assert "| false cut-ins (turns) | n/a | n/a | n/a | 0, 0 |" in table
+
+
+def _pausing_turn(pauses: list[float], **turn: Any) -> dict[str, Any]:
+    return {"end_of_speech": {"mono": 0.0, "wall": EOS}, "pauses_ms": pauses, **turn}
+
+
+@pytest.mark.parametrize(
+    ("turn", "outcomes"),
+    [
+        (_pausing_turn([648.7, 903.2]), [(650, False), (900, False)]),
+        (
+            _pausing_turn([500, 900], false_cut_in=True, cut_in_during="pause 2"),
+            [(500, False), (900, True)],
+        ),
+        (  # an onset over fragment 2 counts against the pause before it; later ones not reached
+            _pausing_turn([500, 900], false_cut_in=True, cut_in_during="fragment 2"),
+            [(500, True)],
+        ),
+        (_pausing_turn([500, 900], agent_was_speaking=True), []),
+        (_pausing_turn([500], end_of_speech=None), []),
+        ({"end_of_speech": {"mono": 0.0, "wall": EOS}}, []),  # a plain turn
+    ],
+)
+def test_each_pause_up_to_the_cut_in_is_an_outcome(
+    turn: dict[str, Any], outcomes: list[tuple[int, bool]]
+) -> None:
+    assert pause_outcomes(turn) == outcomes
+
+
+def test_the_cut_ins_by_pause_table() -> None:
+    cut = _pausing_turn([650], false_cut_in=True, cut_in_during="pause 1", first_reply_audio=None)
+    ours = call_measures({"dispatched": 0.0, "report": {"turns": [cut, _pausing_turn([450])]}})
+    stock = call_measures({"dispatched": 0.0, "report": {"turns": [_pausing_turn([650])]}})
+    assert ours["pause_cut:650"] == [1.0] and ours["pause_cut:450"] == [0.0]
+    rows = pause_rows(ours, stock)
+    assert [r["pause_ms"] for r in rows] == [450, 650]
+    assert rows[0]["stock"] is None and rows[1]["stock"] == Rate(0, 1, 0.0)
+    table = pause_table(ours, stock)
+    assert "| 450 | 0 / 1 (0 %) | n/a |" in table
+    assert "| 650 | 1 / 1 (100 %) | 0 / 1 (0 %) |" in table
+    assert pause_table({"reply": [1.0]}, {}) == ""

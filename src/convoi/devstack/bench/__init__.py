@@ -52,6 +52,8 @@ from convoi.devstack.bench.measures import (
     Measures,
     comparison_rows,
     comparison_table,
+    pause_rows,
+    pause_table,
     rate_rows,
 )
 from convoi.devstack.bench.run import Latency, Stack, caller_core, level, parse_env, sequential
@@ -161,6 +163,12 @@ def _report(stack: Stack, out: dict[str, Any], memory: dict[str, Measures]) -> N
         print(comparison_table(block["ours"], block["stock"], rows, RATE_MEASURES))
         block["table"] = _rows_json(comparison_rows(block["ours"], block["stock"], rows))
         block["rates"] = _rows_json(rate_rows(block["ours"], block["stock"], RATE_MEASURES))
+        pauses = pause_table(block["ours"], block["stock"])
+        if pauses:
+            print(
+                f"\ncut-ins by pause length (a pause the agent let pass, or cut into)\n\n{pauses}"
+            )
+        block["pauses"] = _rows_json(pause_rows(block["ours"], block["stock"]))
         overlaps = {k: len(block[k].get("overlaps", [])) for k in ("ours", "stock")}
         if any(overlaps.values()):
             print(f"\nturns the agent talked over (left out): {overlaps}")

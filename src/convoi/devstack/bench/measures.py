@@ -21,7 +21,9 @@ earlier preemptive request may have been cancelled):
 A turn of a pausing caller (:mod:`convoi.devstack.bench.sets`) whose reply started before the real
 end of speech is a **false cut-in**: ``cut_in`` holds 1.0 for it and 0.0 for every other spoken
 turn (:data:`RATE_MEASURES`: count and rate), and its reply is left out of the latencies, which are
-measured from the real end of speech (the end of the last fragment).
+measured from the real end of speech (the end of the last fragment). Per pause length (rounded to
+50 ms), ``pause_cut:<ms>`` holds 1.0 for a pause the agent cut into and 0.0 for one it let pass
+(:func:`pause_outcomes`; :func:`pause_rows` makes the "cut-ins by pause" table).
 
 Provider parts are what a real provider would take: end of speech → STT final (the emulator's
 endpointing plus injected delay), LLM request → first token, TTS text → first byte. The framework
@@ -48,6 +50,9 @@ __all__ = [
     "comparison_rows",
     "comparison_table",
     "merge",
+    "pause_outcomes",
+    "pause_rows",
+    "pause_table",
     "percentile",
     "rate",
     "rate_cell",
@@ -85,6 +90,8 @@ MEMORY_MEASURES: Final[tuple[tuple[str, str], ...]] = (
     ("idle_pss", "whole idle worker PSS (MB)"),
 )
 _WINDOW_BEFORE_S: Final = 0.5
+_PAUSE_KEY: Final = "pause_cut:"
+_PAUSE_STEP_MS: Final = 50
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -166,6 +173,23 @@ def reply_parts(
     return {k: v for k, v in parts.items() if v is not None}
 
 
+def pause_outcomes(turn: Mapping[str, Any]) -> list[tuple[int, bool]]:
+    """Per pause of a pausing turn (a caller report's turn dict), up to the one the agent cut into:
+    ``(length rounded to 50 ms, cut into)``. An onset over fragment N counts against the pause
+    before it; a turn the agent talked over from its start says nothing about its pauses."""
+    if turn.get("agent_was_speaking") or turn.get("end_of_speech") is None:
+        return []
+    pauses = [
+        round(float(p) / _PAUSE_STEP_MS) * _PAUSE_STEP_MS for p in turn.get("pauses_ms") or []
+    ]
+    during = turn.get("cut_in_during")
+    if not turn.get("false_cut_in") or not during:
+        return [(p, False) for p in pauses]
+    kind, n = str(during).split()
+    cut = int(n) if kind == "pause" else int(n) - 1
+    return [(p, i == cut) for i, p in enumerate(pauses[:cut], start=1)]
+
+
 def call_measures(
     result: Mapping[str, Any],
     records: Sequence[Mapping[str, Any]] = (),
@@ -189,6 +213,8 @@ def call_measures(
         cut_in = bool(turn.get("false_cut_in"))
         if eos is not None:  # spoken to its end: a turn that could be cut into
             out.setdefault("cut_in", []).append(1.0 if cut_in else 0.0)
+        for pause, cut in pause_outcomes(turn):
+            out.setdefault(f"{_PAUSE_KEY}{pause}", []).append(1.0 if cut else 0.0)
         if eos is None or heard is None or cut_in:
             continue
         if turn.get("agent_was_speaking"):  # the agent talked over the end of speech: no reply
@@ -265,6 +291,36 @@ def rate_rows(
         r = a.rate / b.rate if a is not None and b is not None and b.rate > 0 else None
         out.append({"key": key, "label": label, "ours": a, "stock": b, "ratio": r})
     return out
+
+
+def pause_rows(
+    ours: Mapping[str, Sequence[float]], stock: Mapping[str, Sequence[float]]
+) -> list[dict[str, Any]]:
+    """Per pause length either side met: ``pause_ms``, ``ours`` and ``stock`` (:class:`Rate` of
+    the pauses cut into, or None), shortest first."""
+    lengths = sorted(
+        {int(k[len(_PAUSE_KEY) :]) for k in (*ours, *stock) if k.startswith(_PAUSE_KEY)}
+    )
+    return [
+        {
+            "pause_ms": ms,
+            "ours": rate(ours.get(f"{_PAUSE_KEY}{ms}", [])),
+            "stock": rate(stock.get(f"{_PAUSE_KEY}{ms}", [])),
+        }
+        for ms in lengths
+    ]
+
+
+def pause_table(ours: Mapping[str, Sequence[float]], stock: Mapping[str, Sequence[float]]) -> str:
+    """A Markdown table of :func:`pause_rows` (empty string when no pause was met)."""
+    rows = pause_rows(ours, stock)
+    if not rows:
+        return ""
+    lines = ["| pause (ms) | ours: cut into | stock: cut into |", "| --- | --- | --- |"]
+    lines += [
+        f"| {r['pause_ms']} | {rate_cell(r['ours'])} | {rate_cell(r['stock'])} |" for r in rows
+    ]
+    return "\n".join(lines)
 
 
 def _cell(s: Summary | None) -> str:

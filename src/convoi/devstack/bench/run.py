@@ -32,9 +32,11 @@ BENCH_SERVER: Final = ServerConfig(port=7940, rtc_tcp_port=7941, rtc_udp_port=79
 """The benchmark's livekit-server (clear of the tests' 7880-7882/7900-7905 and bench_sip's 7920s)."""
 EMULATORS_PORT: Final = 7945
 IDLE_TIMEOUT_S: Final = 90.0
-PAUSE_SETTLE_S: Final = 2.0
-"""After a pausing turn's reply, more agent speech within this long (plus the injected
-latencies) is waited for before the next turn: a second reply, to the whole utterance."""
+PAUSE_SETTLE_S: Final = 3.5
+"""After a pausing turn's reply (or after its real end of speech, when the agent cut in), agent
+speech starting within this long (plus the injected latencies) is waited for before the next turn:
+a reply to the whole utterance after one to a fragment. It covers a turn held to the endpointing's
+maximum delay (livekit-agents: 3 s, 2.5 s with a streaming turn detector) plus the reply's way."""
 
 
 @dataclass(frozen=True)
