@@ -6,10 +6,13 @@ Written the way LiveKit's docs write the minimal voice agent: an ``AgentServer``
 function prewarms silero VAD, an ``rtc_session`` entrypoint that builds an ``AgentSession`` (VAD,
 STT, LLM, TTS), starts it in the job's room with an ``Agent`` holding the instructions, and speaks
 the greeting (``session.say`` of the same greeting text convoi resolves for the call). Turn
-detection: the session's default with VAD and no turn-detector model (the docs' example adds
-``MultilingualModel()``, whose weights come from a model hub this machine cannot reach), so the end
-of a turn is decided by VAD silence plus the session's minimum endpointing delay, as in convoi's
-worker (``turn_detection="vad"``).
+detection: the session's default. In livekit-agents 1.8.9 that is not plain VAD: ``AgentSession``
+defaults ``turn_detection`` to ``inference.TurnDetector()``, which off LiveKit Cloud resolves to the
+local ``turn-detector-v1-mini`` model (its weights ship with the package; ~244 MB RSS, preloaded
+under ``forkserver``) with the streaming endpointing defaults (min 0.3 s, max 2.5 s): a turn the
+model finds unfinished ("Can you tell me") is held up to the maximum delay. convoi's worker decides
+the end of a turn on VAD silence plus the minimum endpointing delay (``turn_detection="vad"``), so
+the two differ there; the pausing caller set measures what that does to false cut-ins.
 
 Only the plugins are convoi's, built by :func:`convoi.pipeline.build_pipeline` from the agent's
 definition in ``CONVOI_CONFIG_DIR`` (pointed at the emulators through the same variables), so the
