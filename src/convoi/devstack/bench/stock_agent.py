@@ -8,8 +8,8 @@ STT, LLM, TTS), starts it in the job's room with an ``Agent`` holding the instru
 the greeting (``session.say`` of the same greeting text convoi resolves for the call). Turn
 detection: the session's default. In livekit-agents 1.8.9 that is not plain VAD: ``AgentSession``
 defaults ``turn_detection`` to ``inference.TurnDetector()``, which off LiveKit Cloud resolves to the
-local ``turn-detector-v1-mini`` model (its weights ship with the package; ~244 MB RSS, preloaded
-under ``forkserver``) with the streaming endpointing defaults (min 0.3 s, max 2.5 s): a turn the
+``turn-detector-v1-mini`` model, run locally (its weights, ~244 MB RSS, preloaded under
+``forkserver``), with the streaming endpointing defaults (min 0.3 s, max 2.5 s): a turn the
 model finds unfinished ("Can you tell me") is held up to the maximum delay. convoi's worker decides
 the end of a turn on VAD silence plus the minimum endpointing delay (``turn_detection="vad"``), so
 the two differ there; the pausing caller set measures what that does to false cut-ins.
