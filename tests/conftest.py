@@ -166,6 +166,7 @@ def worker_env(
         "LIVEKIT_API_KEY": livekit_server.api_key,
         "LIVEKIT_API_SECRET": livekit_server.api_secret,
         "CONVOI_NUM_IDLE_PROCESSES": "1",
+        "CONVOI_MAX_IDLE_PROCESSES": "2",  # the warm pool may grow, a little, on a busy machine
         "CONVOI_LOAD_THRESHOLD": "inf",  # one worker on a busy 2-core machine: never refuse
         "CONVOI_OUTBOX_PATH": str(outbox),
         "CONVOI_PROGRESS_INTERVAL": "1",

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
 from livekit.agents import AgentSession, llm
 from livekit.plugins import openai
 
@@ -186,6 +187,32 @@ async def test_voice_sessions_use_only_local_turn_and_interruption_detection(
     )
     assert session.interruption_detection == "vad"
     assert session.turn_detection == "vad"
+
+
+async def test_the_turn_model_and_endpointing_delays_come_from_the_settings(
+    defs: Definitions, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``CONVOI_TURN_DETECTION=model``: livekit's local audio end-of-turn model (never the cloud
+    one), with the endpointing delays the settings give; unset delays stay livekit's."""
+    from livekit.agents import inference
+
+    from convoi.worker.session import turn_handling
+
+    assert "endpointing" not in turn_handling(WorkerSettings(), with_vad=True)
+    assert turn_handling(WorkerSettings(), with_vad=False)["turn_detection"] is None
+    monkeypatch.setenv("CONVOI_TURN_DETECTION", "model")
+    monkeypatch.setenv("CONVOI_MIN_ENDPOINTING_DELAY", "0.2")
+    monkeypatch.setenv("CONVOI_MAX_ENDPOINTING_DELAY", "1.5")
+    options = turn_handling(WorkerSettings(), with_vad=True)
+    detector = options["turn_detection"]
+    assert isinstance(detector, inference.TurnDetector)
+    assert detector.model == "turn-detector-v1-mini"  # local, whatever the mode
+    assert options["endpointing"] == {"min_delay": 0.2, "max_delay": 1.5}
+    harness = Harness([])
+    session, _, _ = build_session(
+        web_call(defs), WorkerSettings(), vad=object(), pipeline_factory=harness.factory
+    )
+    assert isinstance(session.turn_detection, inference.TurnDetector)
 
 
 async def test_an_early_reply_is_synthesised_early_unless_turned_off(defs: Definitions) -> None:

@@ -36,7 +36,13 @@ class WorkerSettings(BaseSettings):
     health_port: int = Field(8081, alias="CONVOI_HEALTH_PORT", ge=0, le=65535)
     """Port of the worker's HTTP health endpoint (``GET /``) in ``start`` mode; 0 picks a free one."""
     num_idle_processes: int | None = Field(None, alias="CONVOI_NUM_IDLE_PROCESSES", ge=0, le=32)
-    """Job processes kept warm; default is livekit-agents' (one per CPU, at most 4)."""
+    """Job processes kept warm while the worker is quiet; default is livekit-agents' (one per
+    CPU). After a burst of calls the pool grows to the burst's size (``CONVOI_MAX_IDLE_PROCESSES``)
+    for ten minutes: see ``convoi.worker.warm_pool``."""
+    max_idle_processes: int | None = Field(None, alias="CONVOI_MAX_IDLE_PROCESSES", ge=0, le=64)
+    """At most this many job processes kept warm after a burst of calls (≈ 35 MB each); default
+    four per CPU, within ``CONVOI_MAX_CALLS``. Set it to ``CONVOI_NUM_IDLE_PROCESSES`` for a fixed
+    pool."""
     load_threshold: float | None = Field(None, alias="CONVOI_LOAD_THRESHOLD", gt=0)
     """Worker load (0-1) at which it stops taking calls; default 1.0 with the worker's own load
     (``CONVOI_MAX_CALLS``, ``CONVOI_CPU_BUDGET``), livekit-agents' 0.7 with ``machine`` load.
@@ -68,6 +74,27 @@ class WorkerSettings(BaseSettings):
     """Synthesise a reply started before the caller's turn is confirmed (livekit's preemptive
     generation) right away, so its audio is ready when the turn ends; the TTS characters of a
     reply thrown away (the caller went on speaking) are billed. ``false``: LLM only."""
+
+    turn_detection: Literal["vad", "model"] = Field("vad", alias="CONVOI_TURN_DETECTION")
+    """How the end of the caller's turn is decided: ``vad`` (silero's silence, then the minimum
+    endpointing delay; nothing more loaded) or ``model`` (livekit's local audio end-of-turn
+    model ``turn-detector-v1-mini`` as well, which holds a turn that sounds unfinished up to the
+    maximum delay: fewer cut-ins when callers pause mid-sentence; its weights, ~244 MB, are
+    loaded once per worker)."""
+    min_endpointing_delay: float | None = Field(
+        None, alias="CONVOI_MIN_ENDPOINTING_DELAY", ge=0, le=10
+    )
+    """Seconds of silence after speech before a turn may end; default livekit's (0.5 with
+    ``vad``, 0.3 with ``model``)."""
+    max_endpointing_delay: float | None = Field(
+        None, alias="CONVOI_MAX_ENDPOINTING_DELAY", gt=0, le=30
+    )
+    """Longest wait for a turn the model finds unfinished; default livekit's (3.0 with ``vad``,
+    2.5 with ``model``)."""
+    vad_min_silence_seconds: float | None = Field(
+        None, alias="CONVOI_VAD_MIN_SILENCE_SECONDS", gt=0, le=5
+    )
+    """Silence that ends speech for silero's VAD; default silero's (0.55)."""
 
     resume_apology: str = Field(
         "Sorry, I lost you for a moment.", alias="CONVOI_RESUME_APOLOGY", min_length=1

@@ -85,6 +85,7 @@ from convoi.worker.resume import (
 from convoi.worker.session import BuiltSession, PipelineFactory, build_session
 from convoi.worker.transfer import TransferDesk
 from convoi.worker.turn_timing import attach as attach_turn_timing
+from convoi.worker.turn_timing import mark
 from convoi.worker.voicemail import VoicemailDetection, detection_for
 
 __all__ = [
@@ -272,6 +273,7 @@ class Call(CallControls):
         greeting = self._render_greeting(call, built) if web else None  # while the room connects
         try:
             await self._job.connect()
+            mark("connected")
         except BaseException:
             if greeting is not None:
                 greeting.cancel()
@@ -359,7 +361,9 @@ class Call(CallControls):
         except BaseException:
             greeting.cancel()
             raise
+        mark("participant")
         self._greeting_audio = await greeting.collect(self.log_fields)
+        mark("greeting_ready")
         if self._greeting_audio and self._usage is not None:
             self._usage.add_tts_characters(call.start, len(greeting.text))
         return participant.identity
@@ -388,7 +392,9 @@ class Call(CallControls):
             )
             self._presence.start()
         try:
+            mark("session_start")
             await self._start(built.session, built.agent, identity)
+            mark("session_started")
         except BaseException:
             self._session_started = False  # nothing to close
             with contextlib.suppress(Exception):

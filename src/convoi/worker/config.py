@@ -26,6 +26,7 @@ from convoi.settings import WorkerSettings
 from convoi.telephony import Dialer, dial
 from convoi.worker.apology import load_apology
 from convoi.worker.metrics import MetricsSettings
+from convoi.worker.warmup import warm_up
 
 __all__ = ["JobResources", "WorkerConfig"]
 
@@ -80,9 +81,15 @@ class JobResources:
         """Load the definitions, the apology audio, the knowledge index (read-only) and (unless
         ``with_vad`` is False) silero's VAD."""
         shared_tls_context()  # built here, before any call, instead of once per LLM client
+        warm_up()  # done in the forkserver already, unless processes are spawned
         vad_model: vad.VAD | None = None
         if with_vad:
-            vad_model = silero.VAD.load()
+            silence = config.settings.vad_min_silence_seconds
+            vad_model = (
+                silero.VAD.load()
+                if silence is None
+                else silero.VAD.load(min_silence_duration=silence)
+            )
         config_dir = config.settings.config_dir
         definitions = load_definitions(config_dir).definitions
         return cls(

@@ -18,6 +18,8 @@ from livekit import rtc
 from livekit.agents.voice.room_io._output import _ParticipantAudioOutput
 from livekit.agents.voice.room_io.types import AudioOutputOptions
 
+from convoi.worker.turn_timing import mark
+
 __all__ = ["TRACK_NAME", "EarlyAudioTrack"]
 
 TRACK_NAME = "roomio_audio"
@@ -38,6 +40,7 @@ class EarlyAudioTrack:
         )
         """The session's ``output.audio`` (RoomIO's audio output stays off)."""
         self._publishing = asyncio.create_task(self.output.start(), name="convoi-early-audio")
+        self.output.subscribed.add_done_callback(_mark_subscribed)  # the benchmark's phases
 
     @property
     def subscribed(self) -> bool:
@@ -51,3 +54,8 @@ class EarlyAudioTrack:
             await self._publishing
         with contextlib.suppress(Exception):
             await self.output.aclose()
+
+
+def _mark_subscribed(subscribed: asyncio.Future[None]) -> None:
+    if not subscribed.cancelled():
+        mark("track_subscribed")

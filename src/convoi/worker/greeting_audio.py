@@ -19,6 +19,7 @@ from livekit import rtc
 from livekit.agents import tts
 
 from convoi.worker.log import logger
+from convoi.worker.turn_timing import mark
 
 __all__ = ["GREETING_GRACE_SECONDS", "SILENCE_PEAK", "GreetingRender", "trim_leading_silence"]
 
@@ -106,6 +107,8 @@ class GreetingRender:
         sent = 0
         while True:
             while sent < len(self._frames):
+                if sent == 0:
+                    mark("greeting_first_frame")
                 yield self._frames[sent]
                 sent += 1
             if self._done:

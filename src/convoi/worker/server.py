@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import math
 import os
 from typing import Any
 
 from livekit.agents import AgentServer
+from livekit.agents.worker import ServerEnvOption
 
 from convoi.reporting.channel import ReportingChannel
 from convoi.settings import WorkerSettings
@@ -16,6 +18,7 @@ from convoi.worker.config import WorkerConfig
 from convoi.worker.entrypoint import entrypoint, prewarm
 from convoi.worker.metrics import metrics_server_options
 from convoi.worker.supervision import watch_job_processes
+from convoi.worker.warm_pool import Demand, keep_resizing, size_to_demand
 
 __all__ = ["CALLS_PER_CPU", "MAIN_PROCESS_POLL_SECONDS", "PRELOADED_MODULES", "build_server"]
 
@@ -30,6 +33,9 @@ PRELOAD_LOCAL_INFERENCE_ENV = "LIVEKIT_AGENTS_PRELOAD_LOCAL_INFERENCE"
 CALLS_PER_CPU = 8
 """Default ``CONVOI_MAX_CALLS`` per CPU of the machine (see BENCHMARKS.md, capacity)."""
 
+IDLE_PROCESSES_PER_CPU = 4
+"""Default ``CONVOI_MAX_IDLE_PROCESSES`` per CPU (see convoi.worker.warm_pool)."""
+
 MAIN_PROCESS_POLL_SECONDS = 2.0
 """How often the worker's main process looks for undelivered events in the outbox."""
 
@@ -39,14 +45,18 @@ def build_server(config: WorkerConfig) -> AgentServer:
 
     ``config`` travels to every job process with the setup and entrypoint functions."""
     settings = config.settings
-    # livekit's forkserver would load its local end-of-turn model (~244 MB) and VAD for every
-    # job to share; Convoi's pipelines use neither (silero VAD, VAD turn detection)
-    os.environ.setdefault(PRELOAD_LOCAL_INFERENCE_ENV, "0")
+    if settings.turn_detection == "vad":
+        # livekit's forkserver would load its local end-of-turn model (~244 MB) and VAD for
+        # every job to share; with VAD turn detection nothing uses it
+        os.environ.setdefault(PRELOAD_LOCAL_INFERENCE_ENV, "0")
     kwargs: dict[str, Any] = {}
-    if settings.num_idle_processes is not None:
-        kwargs["num_idle_processes"] = settings.num_idle_processes
+    floor, ceiling = _warm_pool_bounds(settings)
+    if ceiling is not None:
+        kwargs["num_idle_processes"] = ceiling  # the pool's cap; it is sized to demand below it
     kwargs.update(_load_options(settings))
     server = _ConvoiServer(
+        idle_floor=floor,
+        idle_ceiling=ceiling,
         setup_fnc=functools.partial(prewarm, config),
         ws_url=settings.livekit_url,
         api_key=settings.livekit_api_key,
@@ -80,17 +90,60 @@ def _load_options(settings: WorkerSettings) -> dict[str, Any]:
     }
 
 
+def _warm_pool_bounds(settings: WorkerSettings) -> tuple[int | None, int | None]:
+    """The warm pool's floor (None: livekit's default) and ceiling (None: a fixed pool)."""
+    floor = settings.num_idle_processes
+    ceiling = settings.max_idle_processes
+    if ceiling is None:
+        cpus = os.cpu_count() or 1
+        ceiling = min(IDLE_PROCESSES_PER_CPU * cpus, settings.max_calls or CALLS_PER_CPU * cpus)
+    if floor is not None and ceiling <= floor:
+        return floor, floor  # a fixed pool of the floor's size
+    return floor, max(ceiling, floor or 0)
+
+
 def _no_load() -> float:
     return 0.0
 
 
 class _ConvoiServer(AgentServer):
-    """livekit's AgentServer, with calls accepted but not yet launched counted as call slots.
+    """livekit's AgentServer, with calls accepted but not yet launched counted as call slots and
+    its warm process pool sized to demand.
 
     livekit-agents 1.8.9 counts each reserved slot (said "available", not launched yet) of an
     idle worker as ``load_threshold / num_idle_processes``, so a burst of three dispatches to an
     idle worker with two warm processes refused the third, and livekit-server, with no other
-    worker, dropped it. With the worker's own load a reserved call is one call slot."""
+    worker, dropped it. With the worker's own load a reserved call is one call slot.
+
+    livekit builds its process pool inside ``run()``; the pool is taken as it is assigned, before
+    it starts, and handed to :func:`convoi.worker.warm_pool.size_to_demand`."""
+
+    def __init__(
+        self, *args: Any, idle_floor: int | None = None, idle_ceiling: int | None = None, **kw: Any
+    ) -> None:
+        super().__init__(*args, **kw)
+        self._idle_bounds = (idle_floor, idle_ceiling)
+        self._resizing: asyncio.Task[None] | None = None
+
+    @property
+    def _proc_pool(self) -> Any:
+        return self.__dict__["_convoi_proc_pool"]
+
+    @_proc_pool.setter
+    def _proc_pool(self, pool: Any) -> None:
+        self.__dict__["_convoi_proc_pool"] = pool
+        floor, ceiling = self._idle_bounds
+        if ceiling is None or floor == ceiling:
+            return
+        if floor is None:  # livekit's default (one per CPU; none in dev mode)
+            default: ServerEnvOption[int] = AgentServer._default_num_idle_processes
+            dev = getattr(self, "_devmode", False)
+            floor = int(default.dev_default if dev else default.prod_default)
+        resize = size_to_demand(pool, Demand(floor, ceiling))
+        if resize is not None:
+            self._resizing = asyncio.get_running_loop().create_task(
+                keep_resizing(resize), name="convoi-warm-pool"
+            )
 
     def _get_effective_load(self) -> float:
         own = self.load_fnc

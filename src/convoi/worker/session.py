@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import NamedTuple
 
-from livekit.agents import AgentSession, vad
+from livekit.agents import AgentSession, inference, vad
+from livekit.agents.voice.turn import EndpointingOptions, TurnDetectionMode, TurnHandlingOptions
 
 from convoi.agent import CallControls, ConvoiAgent, DetachedControls
 from convoi.callspec import ResolvedCall
@@ -18,11 +19,40 @@ from convoi.pipeline.factory import (  # imports the plugins (main thread)
 from convoi.settings import WorkerSettings
 from convoi.squads import SquadRuntime
 
-__all__ = ["BuiltSession", "PipelineFactory", "build_session"]
+__all__ = ["BuiltSession", "PipelineFactory", "build_session", "turn_handling"]
 
 PipelineFactory = Callable[[Agent, WorkerSettings], Pipeline]
 """Effective agent → plugins. The worker uses :func:`convoi.pipeline.build_pipeline`; tests pass
 scripted fakes through the same seam."""
+
+
+def turn_handling(settings: WorkerSettings, *, with_vad: bool) -> TurnHandlingOptions:
+    """The session's turn handling: how a turn ends (``CONVOI_TURN_DETECTION``: silero's VAD
+    alone, or livekit's local audio end-of-turn model as well, asked for by name so it never
+    calls LiveKit Cloud; none without a VAD), the endpointing delays the settings set (else
+    livekit's), interruptions by local VAD, and preemptive replies. Neither turn detection nor
+    interruption handling contacts a cloud model."""
+    detection: TurnDetectionMode | None = None
+    if with_vad:
+        detection = (
+            inference.TurnDetector(version="v1-mini")
+            if settings.turn_detection == "model"
+            else "vad"
+        )
+    options: TurnHandlingOptions = {
+        "turn_detection": detection,
+        # "adaptive" interruption detection calls LiveKit Cloud; plain VAD runs locally
+        "interruption": {"mode": "vad"},
+        "preemptive_generation": {"enabled": True, "preemptive_tts": settings.preemptive_tts},
+    }
+    delays: EndpointingOptions = {}
+    if settings.min_endpointing_delay is not None:
+        delays["min_delay"] = settings.min_endpointing_delay
+    if settings.max_endpointing_delay is not None:
+        delays["max_delay"] = settings.max_endpointing_delay
+    if delays:
+        options["endpointing"] = delays
+    return options
 
 
 class BuiltSession(NamedTuple):
@@ -47,8 +77,7 @@ def build_session(
     starts with its start member, built by a :class:`~convoi.squads.SquadRuntime` (handoffs,
     current member). ``controls`` is the call that owns the session; without one (text-mode
     tests) a :class:`~convoi.agent.DetachedControls` records what the agents ask. With
-    ``vad=None`` turn detection is off; otherwise turns end on the local silero VAD. Neither
-    turn detection nor interruption handling contacts a cloud model.
+    ``vad=None`` turn detection is off; otherwise see :func:`turn_handling`.
     """
     squad: SquadRuntime | None = None
     agent: ConvoiAgent
@@ -67,12 +96,7 @@ def build_session(
         userdata = controls
     session: AgentSession[CallControls] = AgentSession(
         vad=vad,
-        turn_handling={
-            "turn_detection": "vad" if vad is not None else None,
-            # "adaptive" interruption detection calls LiveKit Cloud; plain VAD runs locally
-            "interruption": {"mode": "vad"},
-            "preemptive_generation": {"enabled": True, "preemptive_tts": settings.preemptive_tts},
-        },
+        turn_handling=turn_handling(settings, with_vad=vad is not None),
         userdata=userdata,
         conn_options=session_connect_options(),  # bounded retries: see convoi.pipeline.factory
         # the caller's silence (neither side speaking, no tool running): see worker/limits.py

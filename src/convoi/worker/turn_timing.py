@@ -8,6 +8,10 @@ pid, so the benchmark can measure that process) and one ``eou`` line per livekit
     {"room": "...", "event": "eou", "at": 1764650000.12, "pid": 4242,
      "end_of_utterance_delay": 0.51, "transcription_delay": 0.49, "on_user_turn_completed_delay": 0.0}
 
+and :func:`mark` appends one line per phase of a call's start that the worker reaches
+(``connected``, ``participant``, ``session_start``, ``session_started``, ``track_subscribed``,
+``greeting_first_frame``), so the benchmark can place them on the callers' clock.
+
 The stock agent of :mod:`convoi.devstack.bench` calls the same function, so both workers report
 through one code path. Lines are tiny and written when the metric is emitted (never on the audio
 path: livekit-agents emits metrics from the turn task).
@@ -24,7 +28,7 @@ from typing import Any, Final
 from livekit.agents import AgentSession, MetricsCollectedEvent, get_job_context
 from livekit.agents.metrics import EOUMetrics
 
-__all__ = ["EVENTS_ENV", "attach"]
+__all__ = ["EVENTS_ENV", "attach", "mark"]
 
 EVENTS_ENV: Final = "CONVOI_BENCH_EVENTS"
 
@@ -66,3 +70,11 @@ def attach(session: AgentSession[Any]) -> None:
             )
 
     session.on("metrics_collected", on_metrics)
+
+
+def mark(event: str) -> None:
+    """Record that the call reached ``event`` now (a ``{"event": event, "at": ...}`` line), when
+    ``CONVOI_BENCH_EVENTS`` is set: the benchmark places a call's phases on the callers' clock."""
+    target = os.environ.get(EVENTS_ENV)
+    if target:
+        _append(Path(target), {"room": _room_name(), "event": event, "at": time.time()})
