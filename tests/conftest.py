@@ -167,6 +167,9 @@ def worker_env(
         "LIVEKIT_API_SECRET": livekit_server.api_secret,
         "CONVOI_NUM_IDLE_PROCESSES": "1",
         "CONVOI_MAX_IDLE_PROCESSES": "2",  # the warm pool may grow, a little, on a busy machine
+        # scripted conversations on a busy machine: turns end on silence alone, so a test's
+        # turns never merge; the default end-of-turn model runs in tests/test_bench.py's calls
+        "CONVOI_TURN_DETECTION": "vad",
         "CONVOI_LOAD_THRESHOLD": "inf",  # one worker on a busy 2-core machine: never refuse
         "CONVOI_OUTBOX_PATH": str(outbox),
         "CONVOI_PROGRESS_INTERVAL": "1",

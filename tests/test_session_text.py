@@ -180,26 +180,43 @@ async def test_end_call_tool_ends_the_session_as_agent_hangup(defs: Definitions)
 async def test_voice_sessions_use_only_local_turn_and_interruption_detection(
     defs: Definitions,
 ) -> None:
-    """LiveKit Cloud's turn detector and adaptive interruption model are never used (offline)."""
+    """LiveKit Cloud's turn detector and adaptive interruption model are never used (offline):
+    the end-of-turn model is livekit's local one, or VAD alone."""
+    from livekit.agents import inference
+
     harness = Harness([])
     session, _, _ = build_session(
         web_call(defs), WorkerSettings(), vad=object(), pipeline_factory=harness.factory
     )
     assert session.interruption_detection == "vad"
+    assert isinstance(session.turn_detection, inference.TurnDetector)
+    assert session.turn_detection.model == "turn-detector-v1-mini"
+    vad_only = WorkerSettings(CONVOI_TURN_DETECTION="vad")  # type: ignore[call-arg]
+    session, _, _ = build_session(
+        web_call(defs), vad_only, vad=object(), pipeline_factory=harness.factory
+    )
     assert session.turn_detection == "vad"
 
 
 async def test_the_turn_model_and_endpointing_delays_come_from_the_settings(
     defs: Definitions, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """``CONVOI_TURN_DETECTION=model``: livekit's local audio end-of-turn model (never the cloud
-    one), with the endpointing delays the settings give; unset delays stay livekit's."""
+    """``CONVOI_TURN_DETECTION=model`` (the default): livekit's local audio end-of-turn model
+    (never the cloud one), held at most 1.2 s unless the settings say otherwise; ``vad``:
+    livekit's and silero's own delays."""
     from livekit.agents import inference
 
     from convoi.worker.session import turn_handling
 
-    assert "endpointing" not in turn_handling(WorkerSettings(), with_vad=True)
+    from convoi.worker.session import MODEL_MAX_ENDPOINTING_DELAY, vad_min_silence
+
+    default = turn_handling(WorkerSettings(), with_vad=True)
+    assert default["endpointing"] == {"max_delay": MODEL_MAX_ENDPOINTING_DELAY}
+    assert vad_min_silence(WorkerSettings()) == 0.3
     assert turn_handling(WorkerSettings(), with_vad=False)["turn_detection"] is None
+    monkeypatch.setenv("CONVOI_TURN_DETECTION", "vad")
+    assert "endpointing" not in turn_handling(WorkerSettings(), with_vad=True)  # livekit's
+    assert vad_min_silence(WorkerSettings()) is None  # silero's
     monkeypatch.setenv("CONVOI_TURN_DETECTION", "model")
     monkeypatch.setenv("CONVOI_MIN_ENDPOINTING_DELAY", "0.2")
     monkeypatch.setenv("CONVOI_MAX_ENDPOINTING_DELAY", "1.5")

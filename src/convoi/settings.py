@@ -75,26 +75,28 @@ class WorkerSettings(BaseSettings):
     generation) right away, so its audio is ready when the turn ends; the TTS characters of a
     reply thrown away (the caller went on speaking) are billed. ``false``: LLM only."""
 
-    turn_detection: Literal["vad", "model"] = Field("vad", alias="CONVOI_TURN_DETECTION")
-    """How the end of the caller's turn is decided: ``vad`` (silero's silence, then the minimum
-    endpointing delay; nothing more loaded) or ``model`` (livekit's local audio end-of-turn
-    model ``turn-detector-v1-mini`` as well, which holds a turn that sounds unfinished up to the
-    maximum delay: fewer cut-ins when callers pause mid-sentence; its weights, ~244 MB, are
-    loaded once per worker)."""
+    turn_detection: Literal["model", "vad"] = Field("model", alias="CONVOI_TURN_DETECTION")
+    """How the end of the caller's turn is decided: ``model`` (livekit's local audio end-of-turn
+    model ``turn-detector-v1-mini`` on top of silero's VAD: a turn that sounds unfinished is
+    held up to the maximum delay, so a caller who pauses mid-sentence is not cut off; its
+    weights, ~244 MB, are loaded once per worker and shared by its calls) or ``vad`` (silence
+    alone, then the minimum endpointing delay: ~250 MB less per worker, but the agent answers
+    into pauses longer than about 0.6 s; see BENCHMARKS.md)."""
     min_endpointing_delay: float | None = Field(
         None, alias="CONVOI_MIN_ENDPOINTING_DELAY", ge=0, le=10
     )
-    """Seconds of silence after speech before a turn may end; default livekit's (0.5 with
-    ``vad``, 0.3 with ``model``)."""
+    """Seconds of silence after speech before a turn may end; default livekit's (0.3 with
+    ``model``, 0.5 with ``vad``)."""
     max_endpointing_delay: float | None = Field(
         None, alias="CONVOI_MAX_ENDPOINTING_DELAY", gt=0, le=30
     )
-    """Longest wait for a turn the model finds unfinished; default livekit's (3.0 with ``vad``,
-    2.5 with ``model``)."""
+    """Longest wait for a turn the model finds unfinished; default 1.2 s with ``model`` (livekit's
+    2.5 s held every such turn twice as long, for no fewer cut-ins), livekit's 3.0 with ``vad``."""
     vad_min_silence_seconds: float | None = Field(
         None, alias="CONVOI_VAD_MIN_SILENCE_SECONDS", gt=0, le=5
     )
-    """Silence that ends speech for silero's VAD; default silero's (0.55)."""
+    """Silence that ends speech for silero's VAD; default 0.3 s with ``model`` (the model guards
+    the pauses), silero's 0.55 with ``vad``."""
 
     resume_apology: str = Field(
         "Sorry, I lost you for a moment.", alias="CONVOI_RESUME_APOLOGY", min_length=1

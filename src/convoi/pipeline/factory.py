@@ -31,6 +31,7 @@ from convoi.pipeline.voices import resolve_voice
 from convoi.settings import WorkerSettings
 
 __all__ = [
+    "INPUT_SAMPLE_RATE",
     "LLM_ATTEMPT_TIMEOUT",
     "STT_ATTEMPT_TIMEOUT",
     "TTS_ATTEMPT_TIMEOUT",
@@ -46,6 +47,11 @@ __all__ = [
 
 LLM_ATTEMPT_TIMEOUT = 4.0
 """Seconds an LLM of a fallback chain has to start answering before the next one is asked."""
+INPUT_SAMPLE_RATE = 16000
+"""The rate the caller's audio is taken at: Deepgram's (``sample_rate``, sent as is) and silero
+VAD's. livekit's RoomIO default is 24 kHz, which each of them resampled again in Python, frame by
+frame; at 16 kHz the room's audio stream does the one resampling natively."""
+
 STT_ATTEMPT_TIMEOUT = 4.0
 """Seconds an STT of a fallback chain has per (non-streaming) attempt."""
 TTS_ATTEMPT_TIMEOUT = 5.0
@@ -145,6 +151,7 @@ def build_stt(cfg: DeepgramSTT, settings: WorkerSettings) -> deepgram.STT:
     if cfg.keyterms:
         kwargs["keyterm"] = list(cfg.keyterms)
     return deepgram.STT(
+        sample_rate=INPUT_SAMPLE_RATE,
         model=cfg.model,
         language=cfg.language,
         endpointing_ms=cfg.endpointing_ms,

@@ -42,7 +42,12 @@ from convoi.definitions.ids import CallId
 from convoi.definitions.models import TransferDestination
 from convoi.knowledge.retrieval import Retrieval
 from convoi.lifecycle import EndedReason, Fault, TerminalStatus
-from convoi.pipeline.factory import PipelineError, build_pipeline, serving_model
+from convoi.pipeline.factory import (
+    INPUT_SAMPLE_RATE,
+    PipelineError,
+    build_pipeline,
+    serving_model,
+)
 from convoi.reporting.channel import ReportingChannel
 from convoi.reporting.checkpoint import Resume
 from convoi.reporting.events import (
@@ -428,6 +433,7 @@ class Call(CallControls):
             room_options=room_io.RoomOptions(
                 participant_identity=identity,
                 close_on_disconnect=True,
+                audio_input=room_io.AudioInputOptions(sample_rate=INPUT_SAMPLE_RATE),
                 audio_output=early is None,
             ),
         )

@@ -26,6 +26,7 @@ from convoi.settings import WorkerSettings
 from convoi.telephony import Dialer, dial
 from convoi.worker.apology import load_apology
 from convoi.worker.metrics import MetricsSettings
+from convoi.worker.session import vad_min_silence
 from convoi.worker.warmup import warm_up
 
 __all__ = ["JobResources", "WorkerConfig"]
@@ -84,7 +85,7 @@ class JobResources:
         warm_up()  # done in the forkserver already, unless processes are spawned
         vad_model: vad.VAD | None = None
         if with_vad:
-            silence = config.settings.vad_min_silence_seconds
+            silence = vad_min_silence(config.settings)
             vad_model = (
                 silero.VAD.load()
                 if silence is None
