@@ -206,9 +206,7 @@ async def test_the_turn_model_and_endpointing_delays_come_from_the_settings(
     livekit's and silero's own delays."""
     from livekit.agents import inference
 
-    from convoi.worker.session import turn_handling
-
-    from convoi.worker.session import MODEL_MAX_ENDPOINTING_DELAY, vad_min_silence
+    from convoi.worker.session import MODEL_MAX_ENDPOINTING_DELAY, turn_handling, vad_min_silence
 
     default = turn_handling(WorkerSettings(), with_vad=True)
     assert default["endpointing"] == {"max_delay": MODEL_MAX_ENDPOINTING_DELAY}
