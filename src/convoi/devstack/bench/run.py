@@ -105,14 +105,20 @@ class Side:
         return int(found[0]["pid"]) if found else None
 
     def wait_until_idle(self) -> None:
-        """Until the previous calls' job processes are gone and the warm pool is back (the tree
-        has as many processes as when the worker was first idle)."""
+        """Until the previous calls' job processes are gone and the warm pool is back (at least
+        as many processes as when the worker was first idle: convoi's pool may keep more warm
+        after a burst, see convoi.worker.warm_pool)."""
         deadline = time.monotonic() + IDLE_TIMEOUT_S
-        while len(_tree(self.pid)) != self.baseline_procs:
+        while not self._idle():
             if time.monotonic() > deadline:
                 print(f"{self.label}: not idle after {IDLE_TIMEOUT_S:g}s", file=sys.stderr)
                 return
             time.sleep(0.1)  # polling /proc: nothing to wait on
+
+    def _idle(self) -> bool:
+        tree = {p.pid for p in _tree(self.pid)}
+        jobs = {int(e["pid"]) for e in self.lines() if e["event"] == "session"}
+        return len(tree) >= self.baseline_procs and not tree & jobs
 
     def settle(self) -> None:
         """First idle: one warm job process initialised; remember the tree's size and PSS."""
