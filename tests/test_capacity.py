@@ -101,9 +101,11 @@ def test_a_burst_to_an_idle_worker_counts_one_call_slot_per_reserved_call() -> N
     assert server._get_effective_load() == 1.0  # full: the 17th is refused
 
 
-def test_the_forkserver_skips_livekits_unused_local_models_and_preloads_convoi(
+def test_the_forkserver_preloads_convoi_and_livekits_local_models_only_when_used(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    """With the end-of-turn model (the default) livekit's forkserver preloads its weights, shared
+    by every job; with VAD turn detection they are never loaded (~244 MB)."""
     import os
 
     from convoi.worker import server as server_module
@@ -111,6 +113,11 @@ def test_the_forkserver_skips_livekits_unused_local_models_and_preloads_convoi(
 
     monkeypatch.setenv(server_module.PRELOAD_LOCAL_INFERENCE_ENV, "restored after the test")
     monkeypatch.delenv(server_module.PRELOAD_LOCAL_INFERENCE_ENV)
+    monkeypatch.delenv("CONVOI_TURN_DETECTION", raising=False)
+    built = server_module.build_server(WorkerConfig.from_env())
+    assert server_module.PRELOAD_LOCAL_INFERENCE_ENV not in os.environ  # livekit's default: load
+    assert "convoi.worker.preload" in built._preload_modules
+    monkeypatch.setenv("CONVOI_TURN_DETECTION", "vad")
     built = server_module.build_server(WorkerConfig.from_env())
     assert os.environ[server_module.PRELOAD_LOCAL_INFERENCE_ENV] == "0"  # ~244 MB not loaded
     assert "convoi.worker.preload" in built._preload_modules
