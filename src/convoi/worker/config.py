@@ -20,7 +20,6 @@ from convoi.definitions.models import Definitions
 from convoi.knowledge.retrieval import Retriever
 from convoi.knowledge.settings import KnowledgeSettings
 from convoi.knowledge.startup import open_retriever
-from convoi.pipeline.tls import shared_tls_context
 from convoi.reporting.delivery import DeliverySettings
 from convoi.settings import WorkerSettings
 from convoi.telephony import Dialer, dial
@@ -81,8 +80,7 @@ class JobResources:
     def load(cls, config: WorkerConfig, *, with_vad: bool = True) -> JobResources:
         """Load the definitions, the apology audio, the knowledge index (read-only) and (unless
         ``with_vad`` is False) silero's VAD."""
-        shared_tls_context()  # built here, before any call, instead of once per LLM client
-        warm_up()  # done in the forkserver already, unless processes are spawned
+        warm_up()  # TLS contexts & first uses: done in the forkserver unless processes are spawned
         vad_model: vad.VAD | None = None
         if with_vad:
             silence = vad_min_silence(config.settings)

@@ -2,9 +2,9 @@
 
 Every job process is forked from the forkserver, so what is done here is done once per worker
 and shared copy-on-write by all job processes, instead of once in each: importing Convoi's code
-(the entrypoint and all it imports), building the providers' TLS context (the CA bundle
-parsed: tens of milliseconds idle, seconds on a loaded machine) and the first uses of
-:mod:`convoi.worker.warmup`. Nothing here starts a thread or an event loop (the forkserver forks
+(the entrypoint and all it imports) and the first uses of :mod:`convoi.worker.warmup` (among
+them the providers' TLS contexts: the CA bundle parsed, tens of milliseconds idle, seconds on a
+loaded machine). Nothing here starts a thread or an event loop (the forkserver forks
 after it). Under ``spawn`` nothing is preloaded and each job process does this itself in its
 setup hook.
 """
@@ -12,8 +12,6 @@ setup hook.
 from __future__ import annotations
 
 import convoi.worker.entrypoint  # noqa: F401  (the job's code: imported for its side effect)
-from convoi.pipeline.tls import shared_tls_context
 from convoi.worker.warmup import warm_up
 
-shared_tls_context()
 warm_up()

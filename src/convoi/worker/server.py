@@ -51,8 +51,7 @@ def build_server(config: WorkerConfig) -> AgentServer:
         os.environ.setdefault(PRELOAD_LOCAL_INFERENCE_ENV, "0")
     kwargs: dict[str, Any] = {}
     floor, ceiling = _warm_pool_bounds(settings)
-    if ceiling is not None:
-        kwargs["num_idle_processes"] = ceiling  # the pool's cap; it is sized to demand below it
+    kwargs["num_idle_processes"] = ceiling  # the pool's cap; it is sized to demand below it
     kwargs.update(_load_options(settings))
     server = _ConvoiServer(
         idle_floor=floor,
@@ -90,16 +89,14 @@ def _load_options(settings: WorkerSettings) -> dict[str, Any]:
     }
 
 
-def _warm_pool_bounds(settings: WorkerSettings) -> tuple[int | None, int | None]:
-    """The warm pool's floor (None: livekit's default) and ceiling (None: a fixed pool)."""
+def _warm_pool_bounds(settings: WorkerSettings) -> tuple[int | None, int]:
+    """The warm pool's floor (None: livekit's default) and ceiling (the floor: a fixed pool)."""
     floor = settings.num_idle_processes
     ceiling = settings.max_idle_processes
     if ceiling is None:
         cpus = os.cpu_count() or 1
         ceiling = min(IDLE_PROCESSES_PER_CPU * cpus, settings.max_calls or CALLS_PER_CPU * cpus)
-    if floor is not None and ceiling <= floor:
-        return floor, floor  # a fixed pool of the floor's size
-    return floor, max(ceiling, floor or 0)
+    return floor, ceiling if floor is None else max(ceiling, floor)
 
 
 def _no_load() -> float:
@@ -133,7 +130,7 @@ class _ConvoiServer(AgentServer):
     def _proc_pool(self, pool: Any) -> None:
         self.__dict__["_convoi_proc_pool"] = pool
         floor, ceiling = self._idle_bounds
-        if ceiling is None or floor == ceiling:
+        if ceiling is None or floor == ceiling:  # a fixed pool (or a test's bare server)
             return
         if floor is None:  # livekit's default (one per CPU; none in dev mode)
             default: ServerEnvOption[int] = AgentServer._default_num_idle_processes

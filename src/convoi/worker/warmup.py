@@ -4,7 +4,8 @@ A fresh job process pays, on its first call, for work that libraries leave to fi
 the greeting starts, the job's event loop was blocked (livekit's "event loop blocked" warnings,
 measured in the benchmark's job logs) by:
 
-* livekit's shared HTTP session building its TLS context (the CA bundle parsed, 140–150 ms);
+* the providers' TLS contexts: Convoi's for the OpenAI clients (:mod:`convoi.pipeline.tls`) and
+  livekit's shared HTTP session building its own (the CA bundle parsed, 140–150 ms);
 * pydantic completing livekit's deferred models (``ChatMessage`` when the instructions are set:
   140–205 ms) and the OpenAI stream's chunk models;
 * anyio importing its asyncio backend for the OpenAI client's first request (≈ 105 ms);
@@ -26,6 +27,7 @@ from collections.abc import Iterable
 
 from pydantic import BaseModel
 
+from convoi.pipeline.tls import shared_tls_context
 from convoi.worker import speaking_rate
 from convoi.worker.log import logger
 
@@ -96,6 +98,7 @@ def warm_up() -> None:
     if _warmed:
         return
     _warmed = True
+    shared_tls_context()  # the providers' HTTP clients' context (convoi.pipeline.tls)
     _livekit_tls_context()
     for module in LAZY_MODULES:
         importlib.import_module(module)
