@@ -184,7 +184,12 @@ def test_idempotency_claim_replay_conflict_and_expiry(database: Database) -> Non
         assert idempotency.purge_expired(session, now=utcnow() + timedelta(days=2)) == 1
 
 
-def test_concurrent_claims_of_one_key_let_one_request_through(database: Database) -> None:
+@pytest.mark.parametrize("commit", [True, False], ids=["claim-commits", "caller-commits"])
+def test_concurrent_claims_of_one_key_let_one_request_through(
+    database: Database, commit: bool
+) -> None:
+    """``commit=False`` (a create claims, reads and inserts in one transaction): the others
+    wait for that transaction on the key's unique index, then find the claim."""
     with database.session() as session:
         session.add(Account(id="acct_demo"))
         session.commit()
@@ -195,7 +200,10 @@ def test_concurrent_claims_of_one_key_let_one_request_through(database: Database
         with database.session() as session:
             barrier.wait()
             try:
-                outcomes.append(idempotency.claim(session, "acct_demo", "race", "h" * 64))
+                claim = idempotency.claim(session, "acct_demo", "race", "h" * 64, commit=commit)
+                session.add(Account(id=f"acct_{uuid.uuid4().hex}"))  # the rest of its work
+                session.commit()
+                outcomes.append(claim)
             except IdempotencyKeyInUse as exc:
                 outcomes.append(exc)
 

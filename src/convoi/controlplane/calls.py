@@ -1,19 +1,20 @@
 """Creating and reading calls: the Calls API's domain logic, independent of FastAPI.
 
-``create_call``: (the caller's permission was checked on the raw body already) Idempotency-Key
-claim or replay → the CallSpec the worker will receive (request body + ``call_id``, validated by
-the CallSpec rules and :func:`~convoi.callspec.resolve_call` against the definitions) → the call
-row (``initiated``) → LiveKit room (named after the call id) → participant token (web) →
-CreateAgentDispatch(agent_name, room, metadata = CallSpec JSON) → 201 body, stored for replays.
-A LiveKit failure stores the call as ``failed`` (``ended_reason`` ``provider_error``), deletes the
-room if it was created, releases the Idempotency-Key and raises (502/503).
+``CallService.create``: (the caller's permission was checked on the raw body already) one
+transaction: the Idempotency-Key claim or its replay → the CallSpec the worker will receive
+(request body + ``call_id`` + the account's definitions embedded, validated by the CallSpec rules
+and :func:`~convoi.callspec.resolve_call`) → the concurrency check → the call row
+(``initiated``); then, with no database connection held, LiveKit: room (named after the call id)
+→ participant token (web) → CreateAgentDispatch(agent_name, room, metadata = CallSpec JSON);
+then a second transaction: the dispatch id and the 201 body, stored for replays. A LiveKit
+failure stores the call as ``failed`` (``ended_reason`` ``provider_error``), releases the
+Idempotency-Key in that same transaction, deletes the room if it was created and raises
+(502/503); a refusal before LiveKit (422, 429) rolls the first transaction back, claim included.
 
-No database connection is held across LiveKit calls: every database step opens a short session
-of its own and closes it. An account with ``max_concurrent_calls`` calls not yet ended (initiated,
-ringing, active) gets 429 ``concurrency_limit``; counting and inserting happen under the
-account's lock (in the process, and in the database:
-:func:`~convoi.controlplane.db.locks.lock_account`), so concurrent creates cannot overshoot,
-however many API processes serve them.
+An account with ``max_concurrent_calls`` calls not yet ended (initiated, ringing, active) gets
+429 ``concurrency_limit``; counting and inserting happen under the account's lock (in the
+process, and in the database: :func:`~convoi.controlplane.db.locks.lock_account`), so concurrent
+creates cannot overshoot, however many API processes serve them.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
 
 from convoi.callspec import CallSpec, CallSpecError, ResolvedCall, parse_callspec, resolve_call
 from convoi.controlplane import idempotency, webhooks_outbox
@@ -31,7 +33,7 @@ from convoi.controlplane.call_report import call_report
 from convoi.controlplane.db.engine import Database
 from convoi.controlplane.db.locks import lock_account
 from convoi.controlplane.db.models import Call, utcnow
-from convoi.controlplane.definitions_dispatch import resolve_for_account
+from convoi.controlplane.definitions_dispatch import resolve_for_account, seed_if_new
 from convoi.controlplane.errors import InvalidRequest, LiveKitFailure, NotFound, TooManyRequests
 from convoi.controlplane.ids import new_call_id, new_participant_identity
 from convoi.controlplane.keys import Principal
@@ -78,6 +80,8 @@ class CallService:
     gateway: LiveKitGateway
     definitions: Definitions
     admission: AccountLocks = field(default_factory=AccountLocks)
+    seeded: set[str] = field(default_factory=set)
+    """Accounts known to hold definitions (shared by the requests of a process)."""
 
     # ------------------------------------------------------------------ create
 
@@ -88,29 +92,23 @@ class CallService:
         raw_body: Mapping[str, Any],
         idempotency_key: str | None = None,
     ) -> CreateResult:
-        """Create a call (or replay the response stored under ``idempotency_key``)."""
-        claimed = None
-        if idempotency_key is not None:
-            with self.database.session() as session:
-                outcome = idempotency.claim(
-                    session,
-                    principal.account_id,
-                    idempotency.check_key(idempotency_key),
-                    idempotency.canonical_hash(raw_body),
-                )
-            if isinstance(outcome, idempotency.Replay):
-                return CreateResult(outcome.status_code, outcome.body, replayed=True)
-            claimed = outcome
-        try:
-            body, call = self._create(principal, request)
-        except BaseException:
-            if claimed is not None:
-                with self.database.session() as session:
-                    idempotency.release(session, claimed)
-            raise
+        """Create a call (or replay the response stored under ``idempotency_key``).
+
+        Two transactions, none held across LiveKit: (1) the Idempotency-Key claim, the account's
+        definitions read into the CallSpec, the concurrency check and the call row; (2) after
+        LiveKit, the dispatch id and the stored replay (or, when LiveKit failed, the call marked
+        failed and the key released)."""
+        key = None if idempotency_key is None else idempotency.check_key(idempotency_key)
+        self._seed(principal.account_id)
+        admitted = self._admit(principal, request, key, raw_body)
+        if isinstance(admitted, CreateResult):
+            return admitted  # a replay
+        call, claimed = admitted
+        body = self._dispatch(call, claimed)
         with self.database.session() as session:  # one transaction: dispatch id + replay
             session.execute(
-                update(Call).where(Call.id == call.id).values(dispatch_id=call.dispatch_id)
+                update(Call).where(Call.id == call.id).values(dispatch_id=call.dispatch_id),
+                execution_options={"synchronize_session": False},
             )
             if claimed is not None:
                 idempotency.complete(session, claimed, CREATED, body, call.id)  # commits
@@ -118,18 +116,44 @@ class CallService:
                 session.commit()
         return CreateResult(CREATED, body)
 
-    def _create(self, principal: Principal, request: CallCreate) -> tuple[str, Call]:
-        call_id = new_call_id()
-        resolved = resolve_for_account(
-            self.database,
-            principal.account_id,
-            {"call_id": call_id, **request.model_dump(exclude_unset=True)},
-            self.definitions,
-            seed=self.settings.seed_definitions,
-        )  # the account's definitions, embedded in the CallSpec (definitions_dispatch)
-        spec = resolved.spec
-        callspec_json = spec.model_dump_json()
-        call = self._insert(principal.account_id, spec, callspec_json)
+    def _seed(self, account_id: str) -> None:
+        """Local use: import the shipped definitions into a new account (checked once per
+        account and process: an account that has stored a definition always will have)."""
+        if self.settings.seed_definitions and account_id not in self.seeded:
+            seed_if_new(self.database, account_id, self.definitions)
+            self.seeded.add(account_id)
+
+    def _admit(
+        self,
+        principal: Principal,
+        request: CallCreate,
+        key: str | None,
+        raw_body: Mapping[str, Any],
+    ) -> CreateResult | tuple[Call, idempotency.Claim | None]:
+        """Transaction (1): the replay, or the stored call (``initiated``) and its key's claim."""
+        account_id = principal.account_id
+        limit = self.settings.max_concurrent_calls
+        lock = self.admission.lock(account_id) if limit else contextlib.nullcontext()
+        with lock, self.database.session() as session:
+            claimed = None
+            if key is not None:  # the transaction's first write (see idempotency.claim)
+                digest = idempotency.canonical_hash(raw_body)
+                outcome = idempotency.claim(session, account_id, key, digest, commit=False)
+                if isinstance(outcome, idempotency.Replay):
+                    return CreateResult(outcome.status_code, outcome.body, replayed=True)
+                claimed = outcome
+            data = {"call_id": new_call_id(), **request.model_dump(exclude_unset=True)}
+            spec = resolve_for_account(session, account_id, data, self.definitions).spec
+            call = self._new_call(account_id, spec, spec.model_dump_json())
+            if limit:
+                self._check_limit(session, account_id, limit)
+            session.add(call)  # before dispatch: the worker's first event may come at once
+            session.commit()
+        return call, claimed
+
+    def _dispatch(self, call: Call, claimed: idempotency.Claim | None) -> str:
+        """LiveKit: the room, the participant token (web) and the dispatch; the 201 body.
+        A failure stores the call as failed, releases the key and raises (502/503)."""
         token = None
         room_created = False
         try:
@@ -137,29 +161,30 @@ class CallService:
                 call.id, empty_timeout=self.settings.room_empty_timeout_seconds
             )
             room_created = True
-            if spec.type == "web":
+            if call.type == "web":
                 token = self.gateway.participant_token(
                     call.id,
                     call.participant_identity or "",
-                    spec.participant_name,
+                    call.participant_name,
                     self.settings.token_ttl_seconds,
                 )
             call.dispatch_id = self.gateway.dispatch(
-                call.id, self.settings.agent_name, callspec_json
+                call.id, self.settings.agent_name, call.callspec
             )
         except LiveKitFailure as exc:
-            self._fail(call, exc, delete_room=room_created)
+            self._fail(call, exc, claimed, delete_room=room_created)
             message = f"{exc.message} (call {call.id} stored as failed)"
             raise type(exc)(message, field=exc.field, code=exc.code) from exc
         logger.info(
             "call created",
             extra={"call_id": call.id, "account_id": call.account_id, "type": call.type},
         )
-        return created_body(call, self.settings, token), call
+        return created_body(call, self.settings, token)
 
-    def _insert(self, account_id: str, spec: CallSpec, callspec_json: str) -> Call:
+    @staticmethod
+    def _new_call(account_id: str, spec: CallSpec, callspec_json: str) -> Call:
         now = utcnow()
-        call = Call(
+        return Call(
             id=spec.call_id,
             account_id=account_id,
             type=spec.type,
@@ -181,35 +206,33 @@ class CallService:
             created_at=now,
             updated_at=now,
         )
-        self._admit(call)  # before dispatch: the worker's first event may come at once
-        return call
 
-    def _admit(self, call: Call) -> None:
-        """Insert the call unless its account is at its concurrency limit (429)."""
-        limit = self.settings.max_concurrent_calls
-        lock = self.admission.lock(call.account_id) if limit else contextlib.nullcontext()
-        with lock, self.database.session() as session:
-            if limit:
-                lock_account(session, call.account_id)  # across API processes too
-                live = session.scalar(
-                    select(func.count())
-                    .select_from(Call)
-                    .where(
-                        Call.account_id == call.account_id,
-                        Call.status.not_in(TERMINAL_STATUSES),
-                    )
-                )
-                if (live or 0) >= limit:
-                    raise TooManyRequests(
-                        f"this account has {live} calls in progress, its limit is {limit}; "
-                        "retry when one has ended",
-                        code="concurrency_limit",
-                        retry_after=CONCURRENCY_RETRY_AFTER_SECONDS,
-                    )
-            session.add(call)
-            session.commit()
+    @staticmethod
+    def _check_limit(session: Session, account_id: str, limit: int) -> None:
+        """429 if the account has ``limit`` calls not yet ended (under its lock: in this
+        process, and in the database across API processes)."""
+        lock_account(session, account_id)
+        live = session.scalar(
+            select(func.count())
+            .select_from(Call)
+            .where(Call.account_id == account_id, Call.status.not_in(TERMINAL_STATUSES))
+        )
+        if (live or 0) >= limit:
+            raise TooManyRequests(
+                f"this account has {live} calls in progress, its limit is {limit}; "
+                "retry when one has ended",
+                code="concurrency_limit",
+                retry_after=CONCURRENCY_RETRY_AFTER_SECONDS,
+            )
 
-    def _fail(self, call: Call, exc: LiveKitFailure, *, delete_room: bool) -> None:
+    def _fail(
+        self,
+        call: Call,
+        exc: LiveKitFailure,
+        claimed: idempotency.Claim | None,
+        *,
+        delete_room: bool,
+    ) -> None:
         logger.warning(
             "LiveKit failed for call %s: %s", call.id, exc.message, extra={"call_id": call.id}
         )
@@ -225,7 +248,10 @@ class CallService:
             if (row := session.get(Call, call.id)) is not None:  # the customer's webhooks
                 webhooks_outbox.on_status_change(session, row, "initiated")
                 webhooks_outbox.on_call_ended(session, row)
-            session.commit()
+            if claimed is not None:
+                idempotency.release(session, claimed)  # commits all of it
+            else:
+                session.commit()
         if delete_room:
             try:
                 self.gateway.delete_room(call.id)

@@ -88,16 +88,27 @@ def _live(account_id: str) -> Any:
     )
 
 
-def _newest(rows: Iterable[DefinitionVersion]) -> list[Stored]:
-    """The current version of each object among ``rows`` (any order), by object id."""
-    by_id: dict[str, list[DefinitionVersion]] = {}
+_VERSION_COLUMNS = (
+    DefinitionVersion.object_id,
+    DefinitionVersion.kind,
+    DefinitionVersion.version,
+    DefinitionVersion.document,
+    DefinitionVersion.created_at,
+)
+"""What :class:`Stored` is made of: read as plain rows where no ORM object is needed."""
+
+
+def _newest(rows: Iterable[Any]) -> list[Stored]:
+    """The current version of each object among ``rows`` (any order), by object id; a row is a
+    :class:`DefinitionVersion` or a row of :data:`_VERSION_COLUMNS`."""
+    by_id: dict[str, list[Any]] = {}
     for row in rows:
         by_id.setdefault(row.object_id, []).append(row)
     out = []
     for object_id in sorted(by_id):
         versions = sorted(by_id[object_id], key=lambda r: r.version)
         first, last = versions[0], versions[-1]
-        kind: Kind = last.kind  # type: ignore[assignment]  # only KINDS are ever stored
+        kind: Kind = last.kind  # only KINDS are ever stored
         out.append(
             Stored(kind, object_id, last.version, last.document, first.created_at, last.created_at)
         )
@@ -121,8 +132,12 @@ def current_many(session: Session, account_id: str, object_ids: Iterable[str]) -
     ids = sorted(set(object_ids))
     if not ids:
         return {}
-    rows = session.scalars(_live(account_id).where(DefinitionVersion.object_id.in_(ids)))
-    return {s.object_id: s for s in _newest(rows)}
+    query = select(*_VERSION_COLUMNS).where(
+        DefinitionVersion.account_id == account_id,
+        DefinitionVersion.deleted_at.is_(None),
+        DefinitionVersion.object_id.in_(ids),
+    )  # plain rows, not ORM objects: every create reads its definitions (a third of its CPU)
+    return {s.object_id: s for s in _newest(session.connection().execute(query))}
 
 
 def list_current(session: Session, account_id: str, kind: Kind | None = None) -> list[Stored]:

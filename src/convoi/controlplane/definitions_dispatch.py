@@ -100,19 +100,12 @@ def embedded_definition(
 
 
 def resolve_for_account(
-    database: Database,
-    account_id: str,
-    data: Mapping[str, Any],
-    shipped: Definitions,
-    *,
-    seed: bool,
+    session: Session, account_id: str, data: Mapping[str, Any], shipped: Definitions
 ) -> ResolvedCall:
     """The create request ``data`` (``call_id`` included) as the CallSpec the worker receives,
-    with the account's definition embedded, resolved; :class:`InvalidRequest` names the field."""
-    if seed:
-        seed_if_new(database, account_id, shipped)
-    with database.session() as session:
-        embedded = embedded_definition(session, account_id, data)
+    with the account's definition embedded (read in ``session``), resolved; :class:`InvalidRequest`
+    names the field. (Seeding the shipped definitions, :func:`seed_if_new`, is the caller's.)"""
+    embedded = embedded_definition(session, account_id, data)
     prices_only = Definitions(
         agents={}, squads={}, phone_numbers={}, knowledge_bases={}, prices=shipped.prices
     )

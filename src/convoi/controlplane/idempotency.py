@@ -90,9 +90,20 @@ def _find(session: Session, account_id: str, key: str) -> IdempotencyRecord | No
 
 
 def claim(
-    session: Session, account_id: str, key: str, request_hash: str, *, now: datetime | None = None
+    session: Session,
+    account_id: str,
+    key: str,
+    request_hash: str,
+    *,
+    now: datetime | None = None,
+    commit: bool = True,
 ) -> Replay | Claim:
-    """Claim ``key`` for this request, or return the response to replay (see module doc)."""
+    """Claim ``key`` for this request, or return the response to replay (see module doc).
+
+    ``commit=False``: a new claim is only flushed, and becomes visible with the caller's commit
+    (a concurrent request with the same key waits for that commit on the key's unique index,
+    then finds the claim). The claim must then be the transaction's first write: a concurrent
+    insert of the same key rolls the transaction back before looking again."""
     now = now or utcnow()
     for _ in range(3):  # a concurrent insert of the same key makes us look again
         record = _find(session, account_id, key)
@@ -110,7 +121,10 @@ def claim(
             )
             session.add(record)
             try:
-                session.commit()
+                if commit:
+                    session.commit()
+                else:
+                    session.flush()
             except IntegrityError:
                 session.rollback()
                 continue
@@ -148,7 +162,8 @@ def complete(session: Session, claimed: Claim, status_code: int, body: str, call
     session.execute(
         update(IdempotencyRecord)
         .where(IdempotencyRecord.id == claimed.record_id)
-        .values(response_status=status_code, response_body=body, call_id=call_id)
+        .values(response_status=status_code, response_body=body, call_id=call_id),
+        execution_options={"synchronize_session": False},
     )
     session.commit()
 

@@ -170,7 +170,12 @@ RawBodyDep = Annotated[bytes, Depends(get_raw_body)]
 async def get_call_service(state: StateDep) -> CallService:
     """The call service for this request."""
     return CallService(
-        state.database, state.settings, state.gateway, state.definitions, state.admission
+        state.database,
+        state.settings,
+        state.gateway,
+        state.definitions,
+        state.admission,
+        state.seeded_accounts,
     )
 
 

@@ -29,6 +29,8 @@ class ControlPlaneState:
     rate_limiter: RequestRateLimiter = field(default_factory=RateLimiter)
     """In process, or in Redis with ``CONVOI_REDIS_URL`` (:func:`rate_limiter_for`)."""
     admission: AccountLocks = field(default_factory=AccountLocks)
+    seeded_accounts: set[str] = field(default_factory=set)
+    """Accounts known to hold definitions (the shipped ones are imported at most once)."""
     events_limiter: anyio.CapacityLimiter | None = None
     """Threads of the event ingest (made on first use, in the event loop)."""
 
