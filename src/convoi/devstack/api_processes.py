@@ -1,4 +1,4 @@
-"""Real ``convoi-api serve`` processes and the fake LiveKit they call, as subprocesses.
+"""Real ``convoi-api serve`` processes and the (fake) LiveKit they call, as subprocesses.
 
 Devstack-only (tests and the load test). Unlike
 :class:`~convoi.devstack.controlplane_harness.ControlPlaneServer` (the app in a thread of the
@@ -8,7 +8,9 @@ test process) these are separate OS processes, as in a deployment::
         httpx.post(api.url + "/api/v1/public/calls", ...)
         livekit.dispatch_rooms()      # every CreateDispatch the API processes sent
 
-Each writes its output to a log file in ``workdir`` (read it when something fails).
+An :class:`ApiProcess` calls any :class:`LiveKitTarget`: the fake, or a real
+:class:`~convoi.devstack.livekit_server.LiveKitServer`. Each process writes its output to a log
+file in ``workdir`` (read it when something fails).
 """
 
 from __future__ import annotations
@@ -22,11 +24,11 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import Protocol, Self
 
 import httpx
 
-__all__ = ["ApiProcess", "FakeLiveKitProcess", "free_port"]
+__all__ = ["ApiProcess", "FakeLiveKitProcess", "LiveKitTarget", "free_port"]
 
 HOST = "127.0.0.1"
 
@@ -36,6 +38,25 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind((HOST, 0))
         return int(s.getsockname()[1])
+
+
+class LiveKitTarget(Protocol):
+    """A LiveKit server the API processes call: its URL and credentials."""
+
+    @property
+    def ws_url(self) -> str:
+        """What ``LIVEKIT_URL`` is set to."""
+        ...
+
+    @property
+    def api_key(self) -> str:
+        """``LIVEKIT_API_KEY``."""
+        ...
+
+    @property
+    def api_secret(self) -> str:
+        """``LIVEKIT_API_SECRET``."""
+        ...
 
 
 class _Process:
@@ -81,16 +102,18 @@ class _Process:
                 self.command(), stdout=log, stderr=subprocess.STDOUT, env=self.env()
             )
         deadline = time.monotonic() + self.timeout
-        while not self._answers():
-            if self._proc.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"{self.name} did not start:\n{self.log_tail()}")
-            time.sleep(0.1)  # polling a starting process, not synchronising a test
+        # one client for every poll, plain HTTP: no TLS context built per poll
+        with httpx.Client(verify=False, timeout=2.0) as client:
+            while not self._answers(client):
+                if self._proc.poll() is not None or time.monotonic() > deadline:
+                    self.stop()
+                    raise RuntimeError(f"{self.name} did not start:\n{self.log_tail()}")
+                time.sleep(0.1)  # polling a starting process, not synchronising a test
         return self
 
-    def _answers(self) -> bool:
+    def _answers(self, client: httpx.Client) -> bool:
         try:
-            return httpx.get(self.url + self.ready_path, timeout=2.0).status_code < 500
+            return client.get(self.url + self.ready_path).status_code < 500
         except httpx.HTTPError:
             return False
 
@@ -127,10 +150,15 @@ class _Process:
 
 
 class FakeLiveKitProcess(_Process):
-    """``python -m convoi.devstack.fake_livekit`` (each Twirp call takes ``latency_ms``)."""
+    """``python -m convoi.devstack.fake_livekit`` (each Twirp call takes ``latency_ms``).
+
+    A :class:`LiveKitTarget`: any key and secret will do (the fake checks that a token is there,
+    not its signature)."""
 
     name = "fake-livekit"
     ready_path = "/fake/dispatches"
+    api_key = "devkey"
+    api_secret = "secret"
 
     def __init__(self, workdir: Path, *, latency_ms: float = 0.0, port: int | None = None) -> None:
         super().__init__(workdir, port)
@@ -156,7 +184,7 @@ class FakeLiveKitProcess(_Process):
 
 
 class ApiProcess(_Process):
-    """``convoi-api serve --processes N`` with ``env`` (plus ``LIVEKIT_URL`` of ``livekit``)."""
+    """``convoi-api serve --processes N`` with ``env`` (plus ``LIVEKIT_*`` of ``livekit``)."""
 
     name = "convoi-api"
     ready_path = "/healthz"
@@ -165,7 +193,7 @@ class ApiProcess(_Process):
         self,
         workdir: Path,
         env: Mapping[str, str],
-        livekit: FakeLiveKitProcess,
+        livekit: LiveKitTarget,
         *,
         processes: int = 1,
         port: int | None = None,
@@ -184,5 +212,11 @@ class ApiProcess(_Process):
         ]  # fmt: skip
 
     def env(self) -> dict[str, str]:
-        """The test's environment, this process's settings and the fake LiveKit's URL."""
-        return {**os.environ, **self._env, "LIVEKIT_URL": self.livekit.ws_url}
+        """The test's environment, this process's settings and the LiveKit to call."""
+        return {
+            **os.environ,
+            **self._env,
+            "LIVEKIT_URL": self.livekit.ws_url,
+            "LIVEKIT_API_KEY": self.livekit.api_key,
+            "LIVEKIT_API_SECRET": self.livekit.api_secret,
+        }

@@ -128,6 +128,11 @@ class LiveKitServer:
         return self.config.url
 
     @property
+    def ws_url(self) -> str:
+        """:attr:`url` (as :class:`~convoi.devstack.api_processes.LiveKitTarget` names it)."""
+        return self.config.url
+
+    @property
     def http_url(self) -> str:
         """``http://127.0.0.1:<port>`` (for ``livekit.api.LiveKitAPI``)."""
         return self.config.http_url

@@ -1,198 +1,92 @@
 """Load test of the Calls API: hundreds of concurrent clients create, replay and read calls.
 
-``python -m convoi.devstack.loadtest [--clients 200] [--processes N] [--latency-ms 20]
-[--postgres URL] [--redis]`` serves ``convoi-api serve --processes N`` (real OS processes on one
-port; default as ``CONVOI_API_PROCESSES``: 1 on SQLite, one per CPU on PostgreSQL) against a fake
-LiveKit server process whose every Twirp call takes ``--latency-ms``
-(:mod:`convoi.devstack.fake_livekit`, called through the real livekit-api gateway), on a fresh
-SQLite file and, with ``--postgres`` (a server URL, e.g. from ``scripts/postgres start``), on a
-fresh PostgreSQL database. ``--redis`` starts a redis-server and sets ``CONVOI_REDIS_URL`` (the
-rate limit is then counted there: set ``--sk-per-minute``). Each client POSTs a web call with its
-own ``Idempotency-Key``, POSTs it again (a replay) and GETs it; the driver runs in this process.
-It prints per database and per request kind: throughput, latency p50/p95/p99, the answers by
-status, and the CPU the API processes spent per request (a figure a busy machine distorts less
-than latency). A measurement, not a CI gate (tests/test_controlplane_load.py and
-tests/test_controlplane_scale.py assert the outcomes with :func:`drive`).
+``python -m convoi.devstack.loadtest [--clients 200] [--drivers 4] [--processes N]
+[--livekit real|fake] [--latency-ms 20] [--postgres URL] [--no-sqlite] [--redis]
+[--sk-per-minute N]`` serves ``convoi-api serve --processes N`` (real OS processes on one port;
+default as ``CONVOI_API_PROCESSES``: 1 on SQLite, one per CPU on PostgreSQL) on a fresh SQLite
+file and, with ``--postgres`` (a server URL, e.g. from ``scripts/postgres start``), on a fresh
+PostgreSQL database. The API calls LiveKit through the real livekit-api gateway:
+
+- ``--livekit real`` (the default once the pinned livekit-server is built: ``convoi-devstack
+  install``): a livekit-server of its own on 127.0.0.1:7960 (RTC 7961/tcp, 7962/udp). No worker
+  is registered, so every CreateAgentDispatch stays pending, and the rooms wait for nobody;
+- ``--livekit fake``: :mod:`convoi.devstack.fake_livekit`, every Twirp call answered after
+  ``--latency-ms``.
+
+``--redis`` starts a redis-server and sets ``CONVOI_REDIS_URL`` (the rate limit is then counted
+there: set ``--sk-per-minute``). After a warm-up of 20 clients, ``--clients`` clients run in
+``--drivers`` processes of :mod:`convoi.devstack.load_driver` (the standard library and aiohttp,
+nothing of the control plane) that open their connections first and start together. Each client
+POSTs a web call with its own ``Idempotency-Key``, POSTs it again (a replay) and GETs it.
+
+It prints which LiveKit was used, then per database and per request kind: throughput, latency
+p50/p95/p99, the answers by status, and the CPU the API processes spent per request (a figure a
+busy machine distorts less than latency), then the wall time and the CPU of the clients and of
+LiveKit. Progress goes to stderr. A measurement, not a CI gate (tests/test_controlplane_load.py
+and tests/test_controlplane_scale.py assert the outcomes with :func:`drive`).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import multiprocessing
-import statistics
+import sys
 import tempfile
-import time
 import uuid
-from collections import Counter
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager, nullcontext
-from dataclasses import dataclass, field, replace
+from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Literal
 
-import httpx
 import psutil
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from convoi.controlplane.settings import ControlPlaneSettings
-from convoi.devstack.api_processes import ApiProcess, FakeLiveKitProcess
+from convoi.devstack import install
+from convoi.devstack.api_processes import ApiProcess, FakeLiveKitProcess, LiveKitTarget
+from convoi.devstack.livekit_server import LiveKitServer, ServerConfig
+from convoi.devstack.load_driver import (
+    HEADER,
+    DriverProcesses,
+    LoadReport,
+    Sample,
+    drive,
+    drive_processes,
+    percentile,
+    web_call_body,
+)
 from convoi.devstack.sip_stack import RedisServer
 
 __all__ = [
+    "HEADER",
+    "REAL_LIVEKIT",
+    "LiveKitUsed",
     "LoadReport",
     "RunOptions",
     "Sample",
     "api_env",
+    "default_livekit",
     "drive",
     "drive_processes",
+    "livekit_for",
     "main",
     "percentile",
+    "postgres_database",
     "run",
     "web_call_body",
 ]
 
-CALLS = "/api/v1/public/calls"
-KINDS = ("create", "replay", "get")
+LiveKitKind = Literal["real", "fake"]
+
+REAL_LIVEKIT = ServerConfig(port=7960, rtc_tcp_port=7961, rtc_udp_port=7962)
+"""The real livekit-server's ports: its own, beside the tests' (7880, 7900, 7980)."""
 
 
-@dataclass(frozen=True, slots=True)
-class Sample:
-    """One request: its kind, status (0: no answer), seconds, and the call id it named."""
-
-    kind: str
-    status: int
-    seconds: float
-    call_id: str | None = None
-    idempotency_key: str | None = None
-    body: str = ""
-
-
-@dataclass
-class LoadReport:
-    """Every sample of a run and how long it took."""
-
-    samples: list[Sample] = field(default_factory=list)
-    seconds: float = 0.0
-    cpu_seconds: float = 0.0
-    """CPU the API processes spent during the run (0: not measured)."""
-    driver_cpu_seconds: float = 0.0
-    """CPU the clients spent."""
-
-    def of(self, kind: str) -> list[Sample]:
-        """The samples of one kind."""
-        return [s for s in self.samples if s.kind == kind]
-
-    @property
-    def server_errors(self) -> list[Sample]:
-        """5xx answers and requests that got no answer at all."""
-        return [s for s in self.samples if s.status >= 500 or s.status == 0]
-
-    def _row(self, label: str, kind: str, samples: list[Sample]) -> str:
-        ms = sorted(s.seconds * 1000 for s in samples)
-        counts = sorted(Counter(s.status for s in samples).items())
-        statuses = ", ".join(f"{status}×{n}" for status, n in counts)
-        cpu = f"{self.cpu_seconds * 1000 / len(self.samples):.1f}" if kind == "all" else ""
-        return (
-            f"| {label} | {kind} | {len(samples)} | {len(samples) / self.seconds:.0f} | "
-            f"{statistics.median(ms):.0f} | {percentile(ms, 0.95):.0f} | "
-            f"{percentile(ms, 0.99):.0f} | {statuses} | {cpu} |"
-        )
-
-    def lines(self, label: str) -> list[str]:
-        """Table rows (see :data:`HEADER`): all requests, then each kind."""
-        rows = [self._row(label, "all", self.samples)]
-        for kind in KINDS:
-            if samples := self.of(kind):
-                rows.append(self._row(label, kind, samples))
-        return rows
-
-
-HEADER = (
-    "| database, processes | request | count | req/s | p50 ms | p95 ms | p99 ms | statuses "
-    "| API CPU ms/request |\n|---|---|---|---|---|---|---|---|---|"
-)
-
-
-def percentile(ordered: list[float], q: float) -> float:
-    """The ``q`` quantile of sorted values (nearest rank)."""
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
-
-
-def web_call_body(agent_id: str, n: int) -> dict[str, object]:
-    """A web call for ``agent_id``, distinct per ``n``."""
-    return {"type": "web", "agent_id": agent_id, "metadata": {"load": n}}
-
-
-async def _timed(
-    client: httpx.AsyncClient, kind: str, method: str, url: str, **kwargs: object
-) -> tuple[Sample, httpx.Response | None]:
-    start = time.perf_counter()
-    try:
-        response = await client.request(method, url, **kwargs)  # type: ignore[arg-type]
-    except httpx.HTTPError as exc:
-        return Sample(kind, 0, time.perf_counter() - start, body=repr(exc)), None
-    seconds = time.perf_counter() - start
-    key = dict(kwargs.get("headers") or {}).get("Idempotency-Key")  # type: ignore[call-overload]
-    call_id = response.json().get("id") if response.status_code in (200, 201) else None
-    return Sample(kind, response.status_code, seconds, call_id, key, response.text), response
-
-
-async def _client(
-    client: httpx.AsyncClient, headers: dict[str, str], body: dict[str, object]
-) -> list[Sample]:
-    """Create (own key), replay, read."""
-    create_headers = {**headers, "Idempotency-Key": str(uuid.uuid4())}
-    created, response = await _timed(
-        client, "create", "POST", CALLS, json=body, headers=create_headers
-    )
-    samples = [created]
-    replayed, _ = await _timed(client, "replay", "POST", CALLS, json=body, headers=create_headers)
-    samples.append(replayed)
-    if response is not None and created.call_id:
-        got, _ = await _timed(client, "get", "GET", f"{CALLS}/{created.call_id}", headers=headers)
-        samples.append(got)
-    return samples
-
-
-async def drive(
-    base_url: str, api_key: str, agent_id: str, *, clients: int = 200, first: int = 0
-) -> LoadReport:
-    """Run ``clients`` concurrent clients (create, replay, GET) against ``base_url``."""
-    headers = {"Authorization": f"Bearer {api_key}"}
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    timeout = httpx.Timeout(120.0)
-    cpu = time.process_time()
-    async with httpx.AsyncClient(base_url=base_url, limits=limits, timeout=timeout) as client:
-        start = time.perf_counter()
-        bodies = (web_call_body(agent_id, first + n) for n in range(clients))
-        results = await asyncio.gather(*(_client(client, headers, body) for body in bodies))
-        report = LoadReport(seconds=time.perf_counter() - start)
-    report.samples = [s for samples in results for s in samples]
-    report.driver_cpu_seconds = time.process_time() - cpu
-    return report
-
-
-def _drive_share(args: tuple[str, str, str, int, int]) -> LoadReport:
-    base_url, api_key, agent_id, clients, first = args
-    return asyncio.run(drive(base_url, api_key, agent_id, clients=clients, first=first))
-
-
-def drive_processes(
-    base_url: str, api_key: str, agent_id: str, *, clients: int, processes: int
-) -> LoadReport:
-    """:func:`drive` split over ``processes`` driver processes (one Python client process
-    cannot keep 200 clients busy on its own); their samples merged."""
-    shares = [clients // processes + (i < clients % processes) for i in range(processes)]
-    firsts = [sum(shares[:i]) for i in range(processes)]
-    jobs = [(base_url, api_key, agent_id, n, f) for n, f in zip(shares, firsts, strict=True)]
-    with multiprocessing.get_context("spawn").Pool(processes) as pool:
-        reports = pool.map(_drive_share, jobs)
-    merged = LoadReport(seconds=max(r.seconds for r in reports))
-    merged.samples = [s for r in reports for s in r.samples]
-    merged.driver_cpu_seconds = sum(r.driver_cpu_seconds for r in reports)
-    return merged
+def _say(line: str) -> None:
+    """Progress, on stderr (stdout holds the results)."""
+    print(line, file=sys.stderr, flush=True)
 
 
 def api_env(database_url: str, config_dir: Path, sk_per_minute: int = 0) -> dict[str, str]:
@@ -214,7 +108,9 @@ LOAD_KEY = "sk_live_loadtest0123456789abcdef"
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU of ``pid`` and its children (the API's worker processes)."""
+    """User + system CPU of ``pid`` and its children (the API's worker processes); 0 for 0."""
+    if not pid:
+        return 0.0
     try:
         root = psutil.Process(pid)
         processes = [root, *root.children(recursive=True)]
@@ -252,7 +148,9 @@ class RunOptions:
 
     clients: int = 200
     processes: int = 0
+    livekit: LiveKitKind = "fake"
     latency_ms: float = 20.0
+    """The fake LiveKit's time per Twirp call."""
     config_dir: Path = Path("agents_config")
     agent_id: str = "agt_b88d642dd68747f28305c428b209xxxx"
     redis_url: str | None = None
@@ -260,29 +158,63 @@ class RunOptions:
     drivers: int = 4
 
 
-def run(database_url: str, options: RunOptions, workdir: Path) -> LoadReport:
-    """Serve ``convoi-api`` on ``database_url`` in real processes and drive it once."""
+@dataclass(frozen=True)
+class LiveKitUsed:
+    """The LiveKit of a run: what the API processes call, its process id (for its CPU), and
+    what to call it in the output."""
+
+    target: LiveKitTarget
+    pid: int
+    label: str
+
+
+def default_livekit() -> LiveKitKind:
+    """``real`` when the pinned livekit-server is built, else ``fake``."""
+    return "real" if install.is_installed("livekit-server") else "fake"
+
+
+@contextmanager
+def livekit_for(options: RunOptions, workdir: Path) -> Iterator[LiveKitUsed]:
+    """Start the LiveKit of ``options.livekit`` (files in ``workdir``); stop it afterwards."""
+    if options.livekit == "real":
+        version = install.TOOLS["livekit-server"].version
+        _say(f"starting livekit-server {version} on {REAL_LIVEKIT.url}…")
+        server = LiveKitServer(REAL_LIVEKIT, workdir=workdir / "livekit-server", reuse=False)
+        with server:
+            yield LiveKitUsed(server, server.pid or 0, f"livekit-server {version}, {server.url}")
+    else:
+        _say("starting the fake LiveKit…")
+        with FakeLiveKitProcess(workdir, latency_ms=options.latency_ms) as fake:
+            label = f"fake ({options.latency_ms:g} ms per Twirp call), {fake.ws_url}"
+            yield LiveKitUsed(fake, fake.pid, label)
+
+
+def run(database_url: str, options: RunOptions, workdir: Path, livekit: LiveKitUsed) -> LoadReport:
+    """Serve ``convoi-api`` on ``database_url`` in real processes calling ``livekit``, warm it
+    up, and drive it once; the CPU of the API and of LiveKit counted from the clients' start."""
     env = api_env(database_url, options.config_dir, options.sk_per_minute)
     if options.processes:
         env["CONVOI_API_PROCESSES"] = str(options.processes)
     if options.redis_url:
         env["CONVOI_REDIS_URL"] = options.redis_url
-    with (
-        FakeLiveKitProcess(workdir, latency_ms=options.latency_ms) as livekit,
-        ApiProcess(workdir, env, livekit, processes=options.processes) as api,
-    ):
+    with ApiProcess(workdir, env, livekit.target, processes=options.processes) as api:
+        _say("warm-up: 20 clients…")
         warm = asyncio.run(drive(api.url, LOAD_KEY, options.agent_id, clients=20))
         if warm.server_errors:
             raise RuntimeError(f"warm-up failed: {warm.server_errors[:3]}\n{api.log_tail()}")
-        before = cpu_seconds(api.pid)
-        report = drive_processes(
+        _say(f"{options.drivers} driver processes opening {options.clients} connections…")
+        with DriverProcesses(
             api.url,
             LOAD_KEY,
             options.agent_id,
             clients=options.clients,
             processes=options.drivers,
-        )
-        report.cpu_seconds = cpu_seconds(api.pid) - before
+        ) as drivers:
+            _say(f"driving {options.clients} clients…")
+            api_before, livekit_before = cpu_seconds(api.pid), cpu_seconds(livekit.pid)
+            report = drivers.run()
+            report.cpu_seconds = cpu_seconds(api.pid) - api_before
+            report.livekit_cpu_seconds = cpu_seconds(livekit.pid) - livekit_before
     return report
 
 
@@ -291,6 +223,11 @@ def _options(argv: list[str] | None) -> tuple[RunOptions, str | None, bool, bool
     parser.add_argument("--clients", type=int, default=200)
     parser.add_argument(
         "--processes", type=int, default=0, help="API processes (0: CONVOI_API_PROCESSES default)"
+    )
+    parser.add_argument(
+        "--livekit",
+        choices=("real", "fake"),
+        help="a livekit-server of its own (default when built), or the fake",
     )
     parser.add_argument("--latency-ms", type=float, default=20.0, help="fake LiveKit per call")
     parser.add_argument("--postgres", help="PostgreSQL server URL (scripts/postgres start)")
@@ -304,6 +241,7 @@ def _options(argv: list[str] | None) -> tuple[RunOptions, str | None, bool, bool
     options = RunOptions(
         clients=args.clients,
         processes=args.processes,
+        livekit=args.livekit or _default_livekit_noted(),
         latency_ms=args.latency_ms,
         config_dir=args.config_dir,
         agent_id=args.agent_id,
@@ -313,32 +251,62 @@ def _options(argv: list[str] | None) -> tuple[RunOptions, str | None, bool, bool
     return options, args.postgres, args.redis, args.no_sqlite
 
 
+def _default_livekit_noted() -> LiveKitKind:
+    kind = default_livekit()
+    if kind == "fake":
+        _say(
+            "note: livekit-server is not built (convoi-devstack install), so the API calls the "
+            "fake LiveKit; --livekit real builds it first"
+        )
+    return kind
+
+
+def _targets(
+    folder: str, postgres: str | None, no_sqlite: bool
+) -> list[tuple[str, AbstractContextManager[str]]]:
+    """The databases to run on: (label, a context yielding its URL)."""
+    targets: list[tuple[str, AbstractContextManager[str]]] = []
+    if not no_sqlite:
+        targets.append(("SQLite", nullcontext(f"sqlite:///{folder}/load.sqlite3")))
+    if postgres:
+        targets.append(("PostgreSQL", postgres_database(postgres)))
+    return targets
+
+
+def _api_processes(options: RunOptions, database_url: str) -> int:
+    """How many API processes serve ``database_url``."""
+    settings = ControlPlaneSettings(CONVOI_DATABASE_URL=database_url)  # type: ignore[call-arg]
+    return options.processes or settings.processes
+
+
+def _cpu_line(report: LoadReport) -> str:
+    """The run's wall time, and the CPU of the clients (per request too) and of LiveKit."""
+    per_request = report.driver_cpu_seconds * 1000 / len(report.samples)
+    return (
+        f"  ({report.seconds:.1f} s; CPU: clients {report.driver_cpu_seconds:.2f} s = "
+        f"{per_request:.1f} ms/request, LiveKit {report.livekit_cpu_seconds:.2f} s)"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     """The command line (see the module doc)."""
     options, postgres, redis, no_sqlite = _options(argv)
-    print(HEADER, flush=True)
     errors = 0
     with tempfile.TemporaryDirectory(prefix="convoi-load-") as folder, ExitStack() as stack:
         workdir = Path(folder)
         if redis:
             server = stack.enter_context(_redis(workdir))
             options = replace(options, redis_url=f"redis://{server.address}/0")
-        targets: list[tuple[str, Any]] = []
-        if not no_sqlite:
-            targets.append(("SQLite", nullcontext(f"sqlite:///{folder}/load.sqlite3")))
-        if postgres:
-            targets.append(("PostgreSQL", postgres_database(postgres)))
-        for label, database in targets:
+        livekit = stack.enter_context(livekit_for(options, workdir))
+        print(f"LiveKit: {livekit.label}")
+        print(HEADER, flush=True)
+        for label, database in _targets(folder, postgres, no_sqlite):
             with database as url:
-                report = run(url, options, workdir)
-            processes = (
-                options.processes
-                or ControlPlaneSettings(
-                    CONVOI_DATABASE_URL=url  # type: ignore[call-arg]
-                ).processes
-            )
-            print("\n".join(report.lines(f"{label}, {processes}")), flush=True)
-            print(f"  ({report.seconds:.1f} s; clients' CPU {report.driver_cpu_seconds:.1f} s)")
+                processes = _api_processes(options, url)
+                _say(f"{label}: starting the API ({processes} process{'es' * (processes != 1)})…")
+                report = run(url, options, workdir, livekit)
+            print("\n".join(report.lines(f"{label}, {processes}")))
+            print(_cpu_line(report), flush=True)
             errors += len(report.server_errors)
     print(f"5xx or unanswered: {errors}")
     return 1 if errors else 0
