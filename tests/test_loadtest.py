@@ -2,7 +2,8 @@
 
 - the LiveKit it uses by default: the real livekit-server once it is built, else the fake (said);
 - a small run end to end against a real livekit-server of its own (skipped when not built): every
-  call created (room and dispatch on that server), replayed and read, the LiveKit named.
+  call created (room and dispatch on that server), replayed and read, the LiveKit named, then
+  each kind's cost with its requests sent one at a time.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ def test_the_default_livekit_is_real_once_livekit_server_is_built(
 def test_a_small_load_run_against_a_real_livekit_server(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    argv = ["--livekit", "real", "--clients", "6", "--drivers", "2"]
+    argv = ["--livekit", "real", "--clients", "6", "--drivers", "2", "--alone", "3"]
     code = main([*argv, "--config-dir", str(AGENTS_CONFIG)])
     out = capsys.readouterr().out
     assert code == 0, out
@@ -48,3 +49,5 @@ def test_a_small_load_run_against_a_real_livekit_server(
     assert "| SQLite, 1 | create | 6 |" in out and "| 201×6 |" in out
     assert "| SQLite, 1 | get | 6 |" in out and "| 200×6 |" in out
     assert "5xx or unanswered: 0" in out
+    for kind, status in (("create", 201), ("replay", 201), ("get", 200)):  # each kind alone
+        assert f"one at a time, {kind}: API CPU " in out and f"(3: {status}×3)" in out

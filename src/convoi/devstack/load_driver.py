@@ -10,6 +10,7 @@ one aiohttp session (httpx cost ≈ 15 ms of client CPU per request, as much as 
   split over N driver processes. Each opens its keep-alive connections first (``GET /healthz``),
   then all start at one moment; their samples are merged, timed from that moment to the last
   answer.
+- :func:`one_at_a_time`: each kind sent alone, for what it costs the API without queueing.
 
 A driver process is ``python -m convoi.devstack.load_driver``, talking over its pipes, one line
 each way at a time: the job (JSON) → ``ready`` → ``go`` → the result (JSON). Not
@@ -27,7 +28,7 @@ import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from types import TracebackType
 from typing import IO, Any, Self
@@ -40,11 +41,13 @@ __all__ = [
     "KINDS",
     "DriverProcesses",
     "DriverResult",
+    "KindCost",
     "LoadReport",
     "Sample",
     "drive",
     "drive_processes",
     "merge",
+    "one_at_a_time",
     "percentile",
     "web_call_body",
 ]
@@ -80,6 +83,8 @@ class LoadReport:
     """CPU the clients spent."""
     livekit_cpu_seconds: float = 0.0
     """CPU the LiveKit server (real or fake) spent during the run (0: not measured)."""
+    alone: list[KindCost] = field(default_factory=list)
+    """Each kind sent one at a time after the run (:func:`one_at_a_time`), if asked."""
 
     def of(self, kind: str) -> list[Sample]:
         """The samples of one kind."""
@@ -204,6 +209,50 @@ async def drive(
     """Run ``clients`` concurrent clients (create, replay, GET) against ``base_url``."""
     async with _session(base_url, clients) as session:
         return await _run(session, api_key, agent_id, clients, first)
+
+
+@dataclass(frozen=True, slots=True)
+class KindCost:
+    """One request kind sent one at a time: the API's CPU and the latency, per request."""
+
+    kind: str
+    count: int
+    api_cpu_ms: float
+    p50_ms: float
+    statuses: str
+
+
+async def one_at_a_time(
+    base_url: str, api_key: str, agent_id: str, api_cpu: Callable[[], float], *, count: int = 50
+) -> list[KindCost]:
+    """``count`` creates, then their replays, then their GETs, each sent alone (no queueing):
+    what each kind costs the API (``api_cpu``: its CPU seconds so far) and takes."""
+    headers = {"Authorization": f"Bearer {api_key}"}
+    keyed = [
+        ({**headers, "Idempotency-Key": str(uuid.uuid4())}, web_call_body(agent_id, 10**6 + n))
+        for n in range(count)
+    ]
+    costs: list[KindCost] = []
+    ids: list[str] = []
+    async with _session(base_url, 1) as session:
+        for kind in KINDS:
+            before = api_cpu()
+            if kind == "get":
+                samples = [await _timed(session, kind, "GET", f"{CALLS}/{i}", headers) for i in ids]
+            else:
+                samples = [await _timed(session, kind, "POST", CALLS, h, b) for h, b in keyed]
+            if kind == "create":
+                ids = [s.call_id for s in samples if s.call_id]
+            cpu_ms = (api_cpu() - before) * 1000 / max(1, len(samples))
+            costs.append(_kind_cost(kind, samples, cpu_ms))
+    return costs
+
+
+def _kind_cost(kind: str, samples: list[Sample], cpu_ms: float) -> KindCost:
+    counts = sorted(Counter(s.status for s in samples).items())
+    median = statistics.median(s.seconds * 1000 for s in samples) if samples else 0.0
+    statuses = ", ".join(f"{status}×{n}" for status, n in counts)
+    return KindCost(kind, len(samples), cpu_ms, median, statuses)
 
 
 async def _open_connections(session: aiohttp.ClientSession, n: int) -> None:

@@ -22,8 +22,10 @@ POSTs a web call with its own ``Idempotency-Key``, POSTs it again (a replay) and
 It prints which LiveKit was used, then per database and per request kind: throughput, latency
 p50/p95/p99, the answers by status, and the CPU the API processes spent per request (a figure a
 busy machine distorts less than latency), then the wall time and the CPU of the clients and of
-LiveKit. Progress goes to stderr. A measurement, not a CI gate (tests/test_controlplane_load.py
-and tests/test_controlplane_scale.py assert the outcomes with :func:`drive`).
+LiveKit, then (``--alone N``, default 50; 0 skips it) what each kind costs the API when its
+requests are sent one at a time, without queueing. Progress goes to stderr. A measurement,
+not a CI gate (tests/test_controlplane_load.py and tests/test_controlplane_scale.py assert the
+outcomes with :func:`drive`).
 """
 
 from __future__ import annotations
@@ -50,10 +52,12 @@ from convoi.devstack.livekit_server import LiveKitServer, ServerConfig
 from convoi.devstack.load_driver import (
     HEADER,
     DriverProcesses,
+    KindCost,
     LoadReport,
     Sample,
     drive,
     drive_processes,
+    one_at_a_time,
     percentile,
     web_call_body,
 )
@@ -156,6 +160,8 @@ class RunOptions:
     redis_url: str | None = None
     sk_per_minute: int = 0
     drivers: int = 4
+    alone: int = 50
+    """Requests of each kind then sent one at a time, for their cost alone (0: none)."""
 
 
 @dataclass(frozen=True)
@@ -215,6 +221,17 @@ def run(database_url: str, options: RunOptions, workdir: Path, livekit: LiveKitU
             report = drivers.run()
             report.cpu_seconds = cpu_seconds(api.pid) - api_before
             report.livekit_cpu_seconds = cpu_seconds(livekit.pid) - livekit_before
+        if options.alone:
+            _say(f"one at a time: {options.alone} of each kind…")
+            report.alone = asyncio.run(
+                one_at_a_time(
+                    api.url,
+                    LOAD_KEY,
+                    options.agent_id,
+                    lambda: cpu_seconds(api.pid),
+                    count=options.alone,
+                )
+            )
     return report
 
 
@@ -235,6 +252,9 @@ def _options(argv: list[str] | None) -> tuple[RunOptions, str | None, bool, bool
     parser.add_argument("--redis", action="store_true", help="start Redis, set CONVOI_REDIS_URL")
     parser.add_argument("--sk-per-minute", type=int, default=0, help="the key's rate limit")
     parser.add_argument("--drivers", type=int, default=4, help="client processes")
+    parser.add_argument(
+        "--alone", type=int, default=50, help="then N of each kind one at a time (0: skip)"
+    )
     parser.add_argument("--config-dir", type=Path, default=Path("agents_config"))
     parser.add_argument("--agent-id", default=RunOptions.agent_id)
     args = parser.parse_args(argv)
@@ -247,6 +267,7 @@ def _options(argv: list[str] | None) -> tuple[RunOptions, str | None, bool, bool
         agent_id=args.agent_id,
         sk_per_minute=args.sk_per_minute,
         drivers=args.drivers,
+        alone=args.alone,
     )
     return options, args.postgres, args.redis, args.no_sqlite
 
@@ -288,6 +309,14 @@ def _cpu_line(report: LoadReport) -> str:
     )
 
 
+def _alone_line(cost: KindCost) -> str:
+    """What one request of a kind costs the API when sent alone."""
+    return (
+        f"  one at a time, {cost.kind}: API CPU {cost.api_cpu_ms:.1f} ms/request, "
+        f"p50 {cost.p50_ms:.1f} ms ({cost.count}: {cost.statuses})"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     """The command line (see the module doc)."""
     options, postgres, redis, no_sqlite = _options(argv)
@@ -307,6 +336,8 @@ def main(argv: list[str] | None = None) -> int:
                 report = run(url, options, workdir, livekit)
             print("\n".join(report.lines(f"{label}, {processes}")))
             print(_cpu_line(report), flush=True)
+            for cost in report.alone:
+                print(_alone_line(cost), flush=True)
             errors += len(report.server_errors)
     print(f"5xx or unanswered: {errors}")
     return 1 if errors else 0
