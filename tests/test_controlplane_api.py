@@ -604,7 +604,7 @@ def test_cli_migrate_and_create_key(
 
     monkeypatch.setenv("CONVOI_DATABASE_URL", f"sqlite:///{tmp_path}/cli.sqlite3")
     assert main(["migrate"]) == 0
-    assert "0005_definitions" in capsys.readouterr().out
+    assert "0006_calls_in_progress_index" in capsys.readouterr().out
     assert main(["create-key", "--account", "acct_demo", "--kind", "pk_live"]) == 0
     key = capsys.readouterr().out.strip()
     assert re.fullmatch(r"pk_live_[0-9a-f]{48}", key)

@@ -27,6 +27,7 @@ from sqlalchemy import create_engine, inspect, select, text
 from sqlalchemy.engine import make_url
 
 from convoi.controlplane import ControlPlaneSettings, create_app, idempotency
+from convoi.controlplane.calls import IN_PROGRESS_STATUSES, in_progress_count
 from convoi.controlplane.db import (
     Account,
     Base,
@@ -119,15 +120,15 @@ def test_alembic_upgrade_from_empty_matches_the_models(database_url: str) -> Non
     db = Database(database_url)
     try:
         assert current_revision(db) is None
-        assert upgrade_to_head(db) == head_revision() == "0005_definitions"
+        assert upgrade_to_head(db) == head_revision() == "0006_calls_in_progress_index"
         assert set(inspect(db.engine).get_table_names()) >= TABLES
         with db.engine.connect() as connection:
             context = MigrationContext.configure(connection, opts={"compare_type": True})
             assert compare_metadata(context, Base.metadata) == []
-        assert upgrade_to_head(db) == "0005_definitions"  # idempotent
+        assert upgrade_to_head(db) == "0006_calls_in_progress_index"  # idempotent
         command.downgrade(alembic_config(db), "base")
         assert not TABLES & set(inspect(db.engine).get_table_names())
-        assert upgrade_to_head(db) == "0005_definitions"
+        assert upgrade_to_head(db) == "0006_calls_in_progress_index"
     finally:
         db.dispose()
 
@@ -305,3 +306,23 @@ def test_api_round_trip(database_url: str) -> None:
     }
     assert (got["agent_id"], got["squad_id"]) == (None, "sqd_3fa85f6457174562b3fc2c963f66afa6")
     assert got["metadata"] == {"campaign": "may-outreach"}
+
+
+# ------------------------------------------------------------------------ admission
+
+
+def test_counting_calls_in_progress_reads_them_alone_by_index(tmp_path: Path) -> None:
+    """The concurrency limit's count on every create: by (account, status), so it visits the
+    calls in progress, not every call the account ever made (SQLite's plan, which uses the
+    index whatever the table's size; PostgreSQL's planner may scan a small table instead)."""
+    database = Database(f"sqlite:///{tmp_path}/plan.sqlite3")
+    upgrade_to_head(database)
+    statement = in_progress_count("acct_demo")
+    sql = str(statement.compile(database.engine, compile_kwargs={"literal_binds": True}))
+    with database.session() as session:
+        plan = " ".join(str(row[-1]) for row in session.execute(text(f"EXPLAIN QUERY PLAN {sql}")))
+        session.add(Account(id="acct_demo"))
+        session.commit()
+        assert session.scalar(statement) == 0
+    assert "ix_calls_account_id_status" in plan, plan
+    assert set(IN_PROGRESS_STATUSES) == {"initiated", "ringing", "active"}

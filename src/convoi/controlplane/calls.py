@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Select, func, select, update
 from sqlalchemy.orm import Session
 
 from convoi.callspec import CallSpec, CallSpecError, ResolvedCall, parse_callspec, resolve_call
@@ -44,12 +44,30 @@ from convoi.controlplane.presenters import created_body, read_model
 from convoi.controlplane.schemas import CallCreate, PhoneCall, WebCall
 from convoi.controlplane.settings import ControlPlaneSettings
 from convoi.definitions.models import Definitions
-from convoi.lifecycle import TERMINAL_STATUSES
+from convoi.lifecycle import ALL_STATUSES, TERMINAL_STATUSES
 
-__all__ = ["CallService", "CreateResult", "build_callspec"]
+__all__ = [
+    "IN_PROGRESS_STATUSES",
+    "CallService",
+    "CreateResult",
+    "build_callspec",
+    "in_progress_count",
+]
 
 CREATED = 201
 CONCURRENCY_RETRY_AFTER_SECONDS = 10
+IN_PROGRESS_STATUSES = tuple(s for s in ALL_STATUSES if s not in TERMINAL_STATUSES)
+"""What the concurrency limit counts (initiated, ringing, active; ``ix_calls_account_id_status``)."""
+
+
+def in_progress_count(account_id: str) -> Select[int]:
+    """How many of the account's calls are in progress (read by ``ix_calls_account_id_status``:
+    the calls in progress only, however long the account's history)."""
+    return (
+        select(func.count())
+        .select_from(Call)
+        .where(Call.account_id == account_id, Call.status.in_(IN_PROGRESS_STATUSES))
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,11 +230,7 @@ class CallService:
         """429 if the account has ``limit`` calls not yet ended (under its lock: in this
         process, and in the database across API processes)."""
         lock_account(session, account_id)
-        live = session.scalar(
-            select(func.count())
-            .select_from(Call)
-            .where(Call.account_id == account_id, Call.status.not_in(TERMINAL_STATUSES))
-        )
+        live = session.scalar(in_progress_count(account_id))
         if (live or 0) >= limit:
             raise TooManyRequests(
                 f"this account has {live} calls in progress, its limit is {limit}; "

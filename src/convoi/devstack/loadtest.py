@@ -93,14 +93,19 @@ def _say(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
+UNREACHED_CONCURRENCY_LIMIT = 1_000_000
+"""Calls in progress per account in a load run: counted under the account's lock, never reached."""
+
+
 def api_env(database_url: str, config_dir: Path, sk_per_minute: int = 0) -> dict[str, str]:
-    """The API processes' settings for a load run: limits high enough for one key's burst."""
+    """The API processes' settings for a load run: limits high enough for one key's burst (the
+    concurrency limit is still checked on every create, as in production: it never refuses)."""
     return {
         "CONVOI_DATABASE_URL": database_url,
         "CONVOI_CONFIG_DIR": str(config_dir.resolve()),
         "CONVOI_EVENTS_SECRET": "loadtest-events-secret",
         "CONVOI_RATE_LIMIT_SK_PER_MINUTE": str(sk_per_minute),
-        "CONVOI_MAX_CONCURRENT_CALLS": "0",
+        "CONVOI_MAX_CONCURRENT_CALLS": str(UNREACHED_CONCURRENCY_LIMIT),
         "CONVOI_CALL_LEASE_SECONDS": "3600",
         "CONVOI_CALL_START_LEASE_SECONDS": "3600",
         "CONVOI_DEV_API_KEYS": f"acct_load={LOAD_KEY}",

@@ -123,7 +123,12 @@ class Call(Base):
     """One call and its latest known state."""
 
     __tablename__ = "calls"
-    __table_args__ = (Index("ix_calls_account_id_created_at", "account_id", "created_at"),)
+    __table_args__ = (
+        Index("ix_calls_account_id_created_at", "account_id", "created_at"),
+        Index("ix_calls_account_id_status", "account_id", "status"),
+        # the concurrency limit counts an account's calls in progress on every create: by
+        # status, so the count visits the calls in progress, not the account's whole history
+    )
 
     id: Mapped[str] = mapped_column(String(80), primary_key=True)
     account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"))
