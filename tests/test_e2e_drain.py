@@ -88,7 +88,9 @@ async def test_sigterm_drains_three_calls_and_a_new_call_goes_to_another_worker(
             )["event"]
             assert (ended["status"], ended["ended_reason"]) == ("completed", "customer_hangup")
             said = [t["text"] for t in ended["transcript"] if t["role"] == "user"]
-            assert said and len(said) == len(LINES)  # the whole conversation, not cut short
+            # the whole conversation, not cut short (on a saturated machine one utterance can
+            # reach the STT as two finals: more turns, never fewer)
+            assert len(said) >= len(LINES)
         assert (await asyncio.to_thread(first.proc.wait, 120)) == 0  # exits once they are done
 
         assert (await asyncio.wait_for(late_caller, 180)).ok
