@@ -27,14 +27,14 @@ from typing import Any
 from sqlalchemy import Select, func, select, update
 from sqlalchemy.orm import Session
 
-from convoi.callspec import CallSpec, CallSpecError, ResolvedCall, parse_callspec, resolve_call
+from convoi.callspec import CallSpec
 from convoi.controlplane import idempotency, webhooks_outbox
 from convoi.controlplane.call_report import call_report
 from convoi.controlplane.db.engine import Database
 from convoi.controlplane.db.locks import lock_account
 from convoi.controlplane.db.models import Call, utcnow
 from convoi.controlplane.definitions_dispatch import resolve_for_account, seed_if_new
-from convoi.controlplane.errors import InvalidRequest, LiveKitFailure, NotFound, TooManyRequests
+from convoi.controlplane.errors import LiveKitFailure, NotFound, TooManyRequests
 from convoi.controlplane.ids import new_call_id, new_participant_identity
 from convoi.controlplane.keys import Principal
 from convoi.controlplane.limits import AccountLocks
@@ -50,7 +50,6 @@ __all__ = [
     "IN_PROGRESS_STATUSES",
     "CallService",
     "CreateResult",
-    "build_callspec",
     "in_progress_count",
 ]
 
@@ -77,16 +76,6 @@ class CreateResult:
     status_code: int
     body: str
     replayed: bool = False
-
-
-def build_callspec(call_id: str, request: CallCreate, definitions: Definitions) -> ResolvedCall:
-    """The CallSpec the worker will receive, resolved; :class:`InvalidRequest` names the field."""
-    data = {"call_id": call_id, **request.model_dump(exclude_unset=True)}
-    try:
-        spec = parse_callspec(data)
-        return resolve_call(spec, definitions)
-    except CallSpecError as exc:
-        raise InvalidRequest(f"{exc.field}: {exc.problem}", field=exc.field) from None
 
 
 @dataclass
